@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from gatys.backbone import load_caffe
+from gatys.imaging import load_image, resize_long_side
+
+ROOT = Path(__file__).resolve().parents[1]
+PAPER = ROOT.parent / "shared" / "paper"
+DATA = ROOT / "data"
+
+
+def _sample(name: str) -> Path:
+    """A real photo or painting: the paper's images beside the checkout, else the bundled data."""
+    for candidate in (PAPER / name, *sorted(DATA.glob(f"*/{Path(name).stem}.*"))):
+        if candidate.is_file():
+            return candidate
+    pytest.fail(f"test image {name} not found in {PAPER} or {DATA}")
+
+
+@pytest.fixture(scope="session")
+def caffe_weights():
+    return load_caffe()
+
+
+@pytest.fixture(scope="session")
+def content_path() -> Path:
+    return _sample("tubingen.jpg")
+
+
+@pytest.fixture(scope="session")
+def style_path() -> Path:
+    return _sample("starry_night.jpg")
+
+
+@pytest.fixture(scope="session")
+def small_images(tmp_path_factory, content_path, style_path) -> tuple[Path, Path]:
+    """The content and style images at <= 64 px, as PNG files."""
+    folder = tmp_path_factory.mktemp("small")
+    out = []
+    for src, name in ((content_path, "content.png"), (style_path, "style.png")):
+        resize_long_side(load_image(src), 64).save(folder / name)
+        out.append(folder / name)
+    return out[0], out[1]
+
+
+@pytest.fixture(scope="session")
+def small_pil(small_images) -> tuple[Image.Image, Image.Image]:
+    return load_image(small_images[0]), load_image(small_images[1])

@@ -1,0 +1,154 @@
+"""The optimization: determinism, scales, initializations, optimizers, colors, stopping, failures."""
+
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from gatys import imaging
+from gatys.run import loss_columns, stylize_files
+from gatys.transfer import NonFiniteLoss, Settings, StyleTransfer
+
+
+def tiny(**kw) -> Settings:
+    return Settings(**{"size": 48, "steps": 6, **kw})
+
+
+@pytest.fixture(scope="module")
+def transfer_of(caffe_weights):
+    return lambda settings: StyleTransfer(settings, weights=caffe_weights)
+
+
+def test_same_seed_gives_byte_identical_png(small_images, tmp_path, caffe_weights):
+    content, style = small_images
+    outputs = []
+    for name in ("a", "b"):
+        settings = tiny(init="noise", seed=7)
+        stylize_files(content, [style], tmp_path / f"{name}.png", settings, tmp_path / f"{name}.csv",
+                      transfer=StyleTransfer(settings, weights=caffe_weights))  # fmt: skip
+        outputs.append(tmp_path / f"{name}.png")
+    assert outputs[0].read_bytes() == outputs[1].read_bytes()
+    a, b = (pd.read_csv(tmp_path / f"{n}.csv") for n in "ab")
+    cols = [c for c in a.columns if c != "elapsed_s"]
+    pd.testing.assert_frame_equal(a[cols], b[cols])
+
+
+def test_seed_changes_noise_init(small_pil, transfer_of):
+    content, style = small_pil
+    a = transfer_of(tiny(init="noise", seed=1, steps=1)).stylize(content, [style]).image
+    b = transfer_of(tiny(init="noise", seed=2, steps=1)).stylize(content, [style]).image
+    assert a.tobytes() != b.tobytes()
+
+
+def test_output_keeps_aspect_ratio_and_loss_decreases(small_pil, transfer_of):
+    content, style = small_pil  # 64 x 48
+    result = transfer_of(tiny(steps=15)).stylize(content, [style])
+    assert result.image.size == (48, 36) and result.image.mode == "RGB"
+    totals = [r["total"] for r in result.rows]
+    assert len(totals) == 15 and min(totals) < 0.5 * totals[0]
+    assert result.rows[0]["content"] == 0.0  # content init: no content loss at the start
+
+
+def test_coarse_to_fine_rows_and_sizes(small_pil, transfer_of):
+    content, style = small_pil
+    settings = tiny(size=64, scales=2, steps=4)
+    assert settings.sizes() == [32, 64]
+    result = transfer_of(settings).stylize(content, [style])
+    assert [(r["scale"], r["size"]) for r in result.rows] == [(0, 32)] * 4 + [(1, 64)] * 4
+    assert [r["step"] for r in result.rows] == list(range(1, 9))
+    assert result.image.size == (64, 48)
+
+
+@pytest.mark.parametrize("init", ["content", "noise", "style"])
+@pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
+def test_inits_and_optimizers_reduce_the_loss(small_pil, transfer_of, init, optimizer):
+    content, style = small_pil
+    settings = tiny(init=init, optimizer=optimizer, steps=10, learning_rate=0.05)
+    rows = transfer_of(settings).stylize(content, [style]).rows
+    assert len(rows) == 10 and rows[-1]["total"] < rows[0]["total"]
+
+
+def test_early_stop_when_loss_stops_improving(small_pil, transfer_of):
+    content, style = small_pil
+    settings = tiny(steps=200, tolerance=0.5, window=3)
+    rows = transfer_of(settings).stylize(content, [style]).rows
+    assert 3 < len(rows) < 200
+    best = pd.Series([r["total"] for r in rows]).cummin()
+    assert best.iloc[-4] - best.iloc[-1] <= 0.5 * best.iloc[-4]
+
+
+def test_several_styles_with_blend(small_pil, transfer_of):
+    content, style = small_pil
+    flipped = style.transpose(Image.Transpose.FLIP_LEFT_RIGHT).convert("L").convert("RGB")
+    one = transfer_of(tiny(steps=3)).stylize(content, [style]).rows[0]["style"]
+    blend = transfer_of(tiny(steps=3, style_blend=(1.0, 0.0))).stylize(content, [style, flipped]).rows[0]["style"]
+    mixed = transfer_of(tiny(steps=3, style_blend=(1.0, 1.0))).stylize(content, [style, flipped]).rows[0]["style"]
+    assert blend == pytest.approx(one, rel=1e-5)
+    assert mixed != pytest.approx(one, rel=1e-3)
+    with pytest.raises(ValueError, match="style_blend: 1 weights for 2 style images"):
+        transfer_of(tiny(style_blend=(1.0,))).stylize(content, [style, flipped])
+
+
+def test_preserve_color_luminance_keeps_content_chroma(small_pil, transfer_of):
+    content, style = small_pil
+    out = transfer_of(tiny(preserve_color="luminance", steps=5)).stylize(content, [style]).image
+    c = imaging.rgb_to_yiq(imaging.to_tensor(imaging.resize_long_side(content, 48)))
+    o = imaging.rgb_to_yiq(imaging.to_tensor(out))
+    assert (o[:, 1:] - c[:, 1:]).abs().mean() < 0.02  # I, Q from the content (up to clamping and rounding)
+    assert (o[:, :1] - c[:, :1]).abs().mean() > 0.01  # the luminance was stylized
+
+
+def test_histogram_matching_moves_style_colors_to_content():
+    content = torch.rand(1, 3, 16, 16) * 0.3 + 0.6
+    style = torch.rand(1, 3, 16, 16) * 0.3
+    matched = imaging.match_histogram(style, content)
+    assert torch.allclose(matched.mean(dim=(2, 3)), content.mean(dim=(2, 3)), atol=1e-3)
+
+
+def test_preserve_color_histogram_runs(small_pil, transfer_of):
+    content, style = small_pil
+    rows = transfer_of(tiny(preserve_color="histogram", steps=3)).stylize(content, [style]).rows
+    assert len(rows) == 3
+
+
+def test_normalized_network_run(small_pil, transfer_of):
+    content, style = small_pil
+    result = transfer_of(tiny(normalize=True, style_weight=1e6, steps=5)).stylize(content, [style])
+    assert result.rows[-1]["total"] < result.rows[0]["total"]
+
+
+def test_non_finite_loss_stops_the_run_and_writes_nothing(small_images, tmp_path, caffe_weights, monkeypatch):
+    content, style = small_images
+    settings = tiny()
+    transfer = StyleTransfer(settings, weights=caffe_weights)
+    original = transfer.targets
+
+    def poisoned(*args):
+        loss = original(*args)
+        loss.alpha = float("nan")
+        return loss
+
+    monkeypatch.setattr(transfer, "targets", poisoned)
+    with pytest.raises(NonFiniteLoss, match="loss became nan at evaluation 1"):
+        stylize_files(content, [style], tmp_path / "o.png", settings, tmp_path / "o.csv", transfer=transfer)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_settings_validation():
+    with pytest.raises(ValueError, match="optimizer: 'sgd' is not one of lbfgs, adam"):
+        Settings(optimizer="sgd")
+    with pytest.raises(ValueError, match="style_weight: must be a finite number >= 0"):
+        Settings(style_weight=-1)
+    with pytest.raises(ValueError, match="steps: must be a positive integer"):
+        Settings(steps=0)
+    with pytest.raises(ValueError, match="scales"):
+        Settings(size=64, scales=4)
+    with pytest.raises(ValueError, match="unknown setting\\(s\\): colour"):
+        Settings.from_dict({"colour": "none"})
+
+
+def test_loss_columns():
+    assert loss_columns(Settings()) == [
+        "step", "scale", "size", "elapsed_s", "content", "style", "style_conv1_1", "style_conv2_1",
+        "style_conv3_1", "style_conv4_1", "style_conv5_1", "tv", "total",
+    ]  # fmt: skip

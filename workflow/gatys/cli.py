@@ -1,0 +1,134 @@
+"""`gatys stylize | weights | resize | sheet | summarize`: parse arguments, call the package."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from . import __version__
+from .backbone import BACKBONES, WeightsError
+from .imaging import ImageError
+from .transfer import INITS, OPTIMIZERS, PRECISIONS, PRESERVE_COLOR, NonFiniteLoss, Settings
+
+DEFAULTS = Settings()
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    return tuple(float(x) for x in text.split(",") if x.strip())
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(x.strip() for x in text.split(",") if x.strip())
+
+
+def _add_stylize(sub) -> None:
+    p = sub.add_parser("stylize", help="stylize one content image with one or more style images")
+    p.add_argument("content", type=Path)
+    p.add_argument("styles", type=Path, nargs="+", metavar="style")
+    p.add_argument("-o", "--output", type=Path, required=True, help="output PNG")
+    p.add_argument("--losses", type=Path, help="write one CSV row per loss evaluation here")
+    p.add_argument("--provenance", type=Path, help="write every parameter, hash and version here (JSON)")
+    d = DEFAULTS
+    p.add_argument("--size", type=int, default=d.size, help="long side of the output in px (%(default)s)")
+    p.add_argument("--steps", type=int, default=d.steps, help="loss evaluations per scale (%(default)s)")
+    p.add_argument("--content-weight", type=float, default=d.content_weight, help="alpha (%(default)s)")
+    p.add_argument("--style-weight", type=float, default=d.style_weight, help="beta (%(default)s)")
+    p.add_argument("--tv-weight", type=float, default=d.tv_weight, help="gamma, total variation (%(default)s)")
+    p.add_argument("--content-layers", type=_names, default=d.content_layers, help="comma-separated (conv4_2)")
+    p.add_argument("--style-layers", type=_names, default=d.style_layers, help="comma-separated (conv1_1,...,conv5_1)")
+    p.add_argument("--style-layer-weights", type=_floats, help="comma-separated, one per style layer (1/n each)")
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer)
+    p.add_argument("--learning-rate", type=float, default=d.learning_rate, help="Adam only (%(default)s)")
+    p.add_argument("--init", choices=INITS, default=d.init)
+    p.add_argument("--pooling", choices=("avg", "max"), default=d.pooling)
+    p.add_argument("--features", choices=("relu", "conv"), default=d.features, help="read ReLU outputs or convs")
+    p.add_argument("--backbone", default=d.backbone, help=f"{' | '.join(BACKBONES)} | PATH to a state dict")
+    p.add_argument("--backbone-sha256", help="expected sha256 of a --backbone PATH")
+    p.add_argument("--normalize", action="store_true", help="the paper's normalized network (mean activation 1)")
+    p.add_argument("--calibration", help="folder of images to normalize on (default: the run's images)")
+    p.add_argument("--scales", type=int, default=d.scales, help="coarse-to-fine scales (%(default)s)")
+    p.add_argument("--style-scale", type=float, default=d.style_scale, help="style size relative to output")
+    p.add_argument("--preserve-color", choices=PRESERVE_COLOR, default=d.preserve_color)
+    p.add_argument("--style-blend", type=_floats, help="comma-separated weights, one per style image")
+    p.add_argument("--tolerance", type=float, default=d.tolerance, help="early stop: relative improvement")
+    p.add_argument("--window", type=int, default=d.window, help="early stop: over this many evaluations")
+    p.add_argument("--precision", choices=PRECISIONS, default=d.precision)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--device", default=d.device, help="auto | cpu | cuda | cuda:N | mps")
+    p.add_argument("--threads", type=int, help="CPU threads for torch")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_stylize)
+
+
+SETTING_ARGS = [
+    "size", "steps", "content_weight", "style_weight", "tv_weight", "content_layers", "style_layers",
+    "style_layer_weights", "optimizer", "learning_rate", "init", "pooling", "features", "backbone",
+    "backbone_sha256", "normalize", "calibration", "scales", "style_scale", "preserve_color",
+    "style_blend", "tolerance", "window", "precision", "seed", "device",
+]  # fmt: skip
+
+
+def cmd_stylize(args) -> int:
+    import torch
+    from tqdm import tqdm
+
+    from .run import stylize_files
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    settings = Settings(**{key: getattr(args, key) for key in SETTING_ARGS})
+    bar = tqdm(total=settings.steps * settings.scales, disable=args.quiet, unit="eval", file=sys.stderr)
+
+    def progress(row: dict) -> None:
+        bar.update(1)
+        bar.set_postfix(size=row["size"], content=f"{row['content']:.3g}", style=f"{row['style']:.3g}",
+                        total=f"{row['total']:.3g}", refresh=False)  # fmt: skip
+
+    try:
+        result = stylize_files(args.content, args.styles, args.output, settings, args.losses, args.provenance, progress)
+    finally:
+        bar.close()
+    if not args.quiet:
+        info = result.info
+        print(f"{args.output}: {result.image.width}x{result.image.height}, {info['evaluations']} evaluations, "
+              f"{info['elapsed_s']:.1f} s on {info['device']}", file=sys.stderr)  # fmt: skip
+    return 0
+
+
+def cmd_weights(args) -> int:
+    from .backbone import describe_sources
+
+    ok = True
+    for line, good in describe_sources(args.check):
+        print(line)
+        ok &= good
+    return 0 if ok else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gatys", description="Neural style transfer (Gatys, Ecker & Bethge 2016).")
+    parser.add_argument("--version", action="version", version=f"gatys {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_stylize(sub)
+    w = sub.add_parser("weights", help="list each backbone, where it comes from, and whether its sha256 checks")
+    w.add_argument("--check", action="store_true", help="also load each available file and verify its layers")
+    w.set_defaults(func=cmd_weights)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (ImageError, WeightsError, NonFiniteLoss, ValueError, RuntimeError) as err:
+        print(f"gatys {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"gatys {args.command}: interrupted; nothing was written", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

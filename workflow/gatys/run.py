@@ -1,0 +1,87 @@
+"""One complete run: inputs -> image, loss CSV and provenance JSON, all written atomically."""
+
+from __future__ import annotations
+
+import json
+import platform
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+import PIL
+import torch
+
+from . import __version__, imaging
+from .backbone import sha256_of
+from .transfer import Result, Settings, StyleTransfer
+
+
+def loss_columns(settings: Settings) -> list[str]:
+    """Columns of a loss CSV, in order."""
+    style = [f"style_{layer}" for layer in settings.style_layers]
+    return ["step", "scale", "size", "elapsed_s", "content", "style", *style, "tv", "total"]
+
+
+def write_losses(rows: list[dict], settings: Settings, path: str | Path) -> None:
+    frame = pd.DataFrame(rows, columns=loss_columns(settings))
+    with imaging.atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False, float_format="%.9g")
+
+
+def provenance(settings: Settings, result: Result, transfer: StyleTransfer, content: Path, styles: list[Path]) -> dict:
+    import torchvision
+
+    return {
+        "settings": settings.as_dict(),
+        "inputs": {
+            "content": {"path": str(content), "sha256": sha256_of(content)},
+            "styles": [{"path": str(p), "sha256": sha256_of(p)} for p in styles],
+        },
+        "backbone": {"name": transfer.weights.name, "path": transfer.weights.path, "sha256": transfer.weights.sha256},
+        "output_size": list(result.image.size),
+        "result": result.info,
+        "versions": {
+            "gatys": __version__,
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "torchvision": torchvision.__version__,
+            "pillow": PIL.__version__,
+        },
+        "threads": torch.get_num_threads(),
+    }
+
+
+def stylize_files(
+    content: str | Path,
+    styles: list[str | Path],
+    output: str | Path,
+    settings: Settings,
+    losses: str | Path | None = None,
+    provenance_path: str | Path | None = None,
+    callback: Callable[[dict], None] | None = None,
+    transfer: StyleTransfer | None = None,
+) -> Result:
+    """Load, stylize, then write the PNG, the loss CSV and the provenance JSON.
+
+    Nothing is written unless the whole run succeeds; each file appears complete or not at all.
+    """
+    content, styles = Path(content), [Path(p) for p in styles]
+    content_img = imaging.load_image(content)
+    style_imgs = [imaging.load_image(p) for p in styles]
+    calibration = None
+    if settings.normalize and settings.calibration:
+        folder = Path(settings.calibration)
+        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in imaging.IMAGE_EXTENSIONS)
+        if not files:
+            raise ValueError(f"calibration: no images in {folder}")
+        calibration = [imaging.load_image(p) for p in files]
+    transfer = transfer or StyleTransfer(settings)
+    result = transfer.stylize(content_img, style_imgs, callback=callback, calibration=calibration)
+    if losses:
+        write_losses(result.rows, settings, losses)
+    if provenance_path:
+        record = provenance(settings, result, transfer, content, styles)
+        with imaging.atomic_path(provenance_path) as tmp:
+            tmp.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    imaging.save_image(result.image, output)
+    return result

@@ -1,0 +1,294 @@
+"""The optimization: targets, optimizer, coarse-to-fine scales, one loss row per evaluation."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field, fields
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from . import imaging
+from .backbone import VGGFeatures, Weights, load_weights
+from .losses import ALPHA_OVER_BETA, CONTENT_LAYERS, STYLE_LAYERS, ContentLoss, GatysLoss, StyleLoss
+
+OPTIMIZERS = ("lbfgs", "adam")
+INITS = ("content", "noise", "style")
+PRESERVE_COLOR = ("none", "luminance", "histogram")
+PRECISIONS = ("fp32", "bf16")
+
+
+class NonFiniteLoss(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+@dataclass
+class Settings:
+    """Every parameter of one run. Defaults are the paper's method (α/β = 1e-3)."""
+
+    size: int = 512  # long side of the output, px
+    steps: int = 200  # loss evaluations per scale
+    content_weight: float = 1.0  # α
+    style_weight: float = 1.0 / ALPHA_OVER_BETA  # β
+    tv_weight: float = 0.0  # γ
+    content_layers: tuple[str, ...] = CONTENT_LAYERS
+    style_layers: tuple[str, ...] = STYLE_LAYERS
+    style_layer_weights: tuple[float, ...] | None = None  # None: w_l = 1 / number of layers
+    optimizer: str = "lbfgs"
+    learning_rate: float = 0.02  # Adam only; the image is in [0, 1]
+    init: str = "content"
+    seed: int = 0
+    scales: int = 1  # coarse-to-fine: sizes size/2^(scales-1) ... size
+    style_scale: float = 1.0  # style image long side = style_scale * current size
+    style_blend: tuple[float, ...] | None = None  # one weight per style image; None: equal
+    preserve_color: str = "none"
+    tolerance: float = 0.0  # early stop: relative improvement of the best total over `window` evaluations
+    window: int = 20
+    pooling: str = "avg"
+    features: str = "relu"
+    normalize: bool = False  # the paper's normalized network (then use a much larger style_weight)
+    calibration: str | None = None  # folder of calibration images; None: the run's own images
+    backbone: str = "vgg19-caffe"
+    backbone_sha256: str | None = None
+    precision: str = "fp32"
+    device: str = "auto"
+
+    def __post_init__(self):
+        self.content_layers = tuple(self.content_layers)
+        self.style_layers = tuple(self.style_layers)
+        if self.style_layer_weights is not None:
+            self.style_layer_weights = tuple(float(w) for w in self.style_layer_weights)
+        if self.style_blend is not None:
+            self.style_blend = tuple(float(w) for w in self.style_blend)
+        self.validate()
+
+    def validate(self) -> None:
+        choices = {
+            "optimizer": OPTIMIZERS, "init": INITS, "preserve_color": PRESERVE_COLOR,
+            "pooling": ("avg", "max"), "features": ("relu", "conv"), "precision": PRECISIONS,
+            "device": ("auto", "cpu", "cuda", "mps"),
+        }  # fmt: skip
+        for key, allowed in choices.items():
+            value = getattr(self, key)
+            if value not in allowed and not (key == "device" and str(value).startswith("cuda:")):
+                raise ValueError(f"{key}: {value!r} is not one of {', '.join(allowed)}")
+        for key in ("size", "steps", "scales", "window"):
+            if int(getattr(self, key)) < 1:
+                raise ValueError(f"{key}: must be a positive integer, got {getattr(self, key)!r}")
+        for key in ("content_weight", "style_weight", "tv_weight", "tolerance"):
+            if not (getattr(self, key) >= 0 and math.isfinite(getattr(self, key))):
+                raise ValueError(f"{key}: must be a finite number >= 0, got {getattr(self, key)!r}")
+        if self.style_weight == 0:
+            raise ValueError("style_weight: must be > 0, or there is nothing to transfer")
+        if not (self.learning_rate > 0 and self.style_scale > 0):
+            raise ValueError("learning_rate and style_scale: must be > 0")
+        if self.size >> (self.scales - 1) < 16:
+            raise ValueError(f"scales: {self.scales} scales make the first one smaller than 16 px at size {self.size}")
+        if self.style_layer_weights is not None and len(self.style_layer_weights) != len(self.style_layers):
+            raise ValueError("style_layer_weights: give one weight per style layer")
+
+    def sizes(self) -> list[int]:
+        return [round(self.size / 2 ** (self.scales - 1 - k)) for k in range(self.scales)]
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "Settings":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown setting(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return cls(**values)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError("device cuda: no CUDA GPU is visible; use --device cpu or auto")
+    return torch.device(name)
+
+
+@dataclass
+class Result:
+    image: Image.Image
+    rows: list[dict] = field(default_factory=list)
+    info: dict = field(default_factory=dict)
+
+
+class _Stop(Exception):
+    """Raised inside the closure to end a scale (budget spent or converged)."""
+
+
+class StyleTransfer:
+    """Owns the backbone on a device; ``stylize`` runs one transfer and reports every evaluation."""
+
+    def __init__(self, settings: Settings, weights: Weights | None = None):
+        self.settings = settings
+        self.device = pick_device(settings.device)
+        self.weights = weights or load_weights(settings.backbone, settings.backbone_sha256)
+        layers = list(settings.content_layers) + list(settings.style_layers)
+        self.model = VGGFeatures(self.weights, layers, settings.pooling, settings.features).to(self.device)
+        self.normalized = False
+
+    # --- targets ---------------------------------------------------------------------
+    def _tensor(self, img: Image.Image, long_side: int) -> torch.Tensor:
+        return imaging.to_tensor(imaging.resize_long_side(img, long_side)).to(self.device)
+
+    def _autocast(self):
+        enabled = self.settings.precision == "bf16"
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
+
+    @torch.no_grad()
+    def normalize(self, images: list[torch.Tensor]) -> None:
+        self.model.normalize_([img.to(self.device) for img in images])
+        self.normalized = True
+
+    @torch.no_grad()
+    def targets(self, content: torch.Tensor, styles: list[torch.Tensor]) -> GatysLoss:
+        s = self.settings
+        with self._autocast():
+            content_feats = self.model(content)
+            style_feats = [self.model(style) for style in styles]
+        blend = list(s.style_blend or [1.0] * len(styles))
+        style_targets = {
+            layer: StyleLoss.get_target([f[layer].float() for f in style_feats], blend) for layer in s.style_layers
+        }
+        layer_weights = s.style_layer_weights or [1.0 / len(s.style_layers)] * len(s.style_layers)
+        return GatysLoss(
+            ContentLoss({layer: content_feats[layer].float() for layer in s.content_layers}),
+            StyleLoss(style_targets, dict(zip(s.style_layers, layer_weights))),
+            (s.content_weight, s.style_weight, s.tv_weight),
+        )
+
+    # --- the run ---------------------------------------------------------------------
+    def stylize(
+        self,
+        content_img: Image.Image,
+        style_imgs: list[Image.Image],
+        callback: Callable[[dict], None] | None = None,
+        calibration: list[Image.Image] | None = None,
+    ) -> Result:
+        s = self.settings
+        if s.style_blend is not None and len(s.style_blend) != len(style_imgs):
+            raise ValueError(f"style_blend: {len(s.style_blend)} weights for {len(style_imgs)} style images")
+        if s.style_blend is not None and (min(s.style_blend) < 0 or sum(s.style_blend) <= 0):
+            raise ValueError("style_blend: weights must be >= 0 with a positive sum")
+        torch.manual_seed(s.seed)
+        generator = torch.Generator().manual_seed(s.seed)
+        original_content = content_img
+        if s.preserve_color == "histogram":
+            ref = imaging.to_tensor(content_img)
+            style_imgs = [imaging.to_image(imaging.match_histogram(imaging.to_tensor(im), ref)) for im in style_imgs]
+        elif s.preserve_color == "luminance":
+            content_y = imaging.luminance(imaging.to_tensor(content_img))
+            style_imgs = [
+                imaging.to_image(imaging.match_luminance(imaging.luminance(imaging.to_tensor(im)), content_y))
+                for im in style_imgs
+            ]
+            content_img = imaging.to_image(content_y)
+
+        if s.normalize and not self.normalized:
+            calib = calibration or [content_img, *style_imgs]
+            self.normalize([self._tensor(img, s.size) for img in calib])
+
+        rows: list[dict] = []
+        start = time.perf_counter()
+        image = None
+        sizes = s.sizes()
+        for scale, size in enumerate(sizes):
+            content = self._tensor(content_img, size)
+            styles = [self._tensor(img, max(16, round(size * s.style_scale))) for img in style_imgs]
+            loss_fn = self.targets(content, styles)
+            if image is None:
+                image = self._init(content, styles[0], generator)
+            else:
+                image = F.interpolate(image, size=content.shape[-2:], mode="bicubic", align_corners=False).clamp(0, 1)
+            image = self._optimize(image.contiguous(), loss_fn, scale, size, rows, start, callback)
+        result = image
+        if s.preserve_color == "luminance":
+            result = imaging.combine_luminance(result, self._tensor(original_content, sizes[-1]))
+        info = {
+            "evaluations": len(rows),
+            "elapsed_s": time.perf_counter() - start,
+            "device": str(self.device),
+            "sizes": sizes,
+        }
+        return Result(imaging.to_image(result), rows, info)
+
+    def _init(self, content: torch.Tensor, style: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        init = self.settings.init
+        if init == "content":
+            return content.clone()
+        if init == "style":
+            return F.interpolate(style, size=content.shape[-2:], mode="bicubic", align_corners=False).clamp(0, 1)
+        return torch.rand(content.shape, generator=generator).to(self.device)
+
+    def _optimize(self, image, loss_fn, scale, size, rows, start, callback) -> torch.Tensor:
+        s = self.settings
+        image = image.detach().requires_grad_(True)
+        best = {"loss": math.inf, "image": image.detach().clone()}
+        history: list[float] = []
+        first = len(rows)
+
+        def closure():
+            if len(rows) - first >= s.steps:
+                raise _Stop
+            optimizer.zero_grad(set_to_none=True)
+            with self._autocast():
+                feats = self.model(image)
+            total, terms = loss_fn(image, feats)
+            if not torch.isfinite(total):
+                raise NonFiniteLoss(
+                    f"loss became {total.item()} at evaluation {len(rows) + 1} (scale {scale}, {size} px); "
+                    "lower the style or tv weight, use --optimizer lbfgs, or a smaller --learning-rate"
+                )
+            total.backward()
+            row = {"step": len(rows) + 1, "scale": scale, "size": size, "elapsed_s": time.perf_counter() - start}
+            row.update({name: float(value.detach()) for name, value in terms.items()})
+            rows.append(row)
+            if callback:
+                callback(row)
+            value = row["total"]
+            if value < best["loss"]:
+                best["loss"], best["image"] = value, image.detach().clone()
+            history.append(best["loss"])
+            if s.tolerance and len(history) > s.window:
+                old = history[-1 - s.window]
+                if (old - best["loss"]) <= s.tolerance * abs(old):
+                    raise _Stop
+            return total
+
+        if s.optimizer == "lbfgs":
+            optimizer = torch.optim.LBFGS(
+                [image], lr=1, max_iter=s.steps, max_eval=s.steps, tolerance_grad=0, tolerance_change=0,
+                history_size=100, line_search_fn="strong_wolfe",
+            )  # fmt: skip
+        else:
+            optimizer = torch.optim.Adam([image], lr=s.learning_rate)
+        try:
+            while len(rows) - first < s.steps:
+                before = len(rows)
+                optimizer.step(closure)
+                if s.optimizer == "adam":
+                    with torch.no_grad():
+                        image.clamp_(0, 1)
+                elif len(rows) == before:
+                    break
+        except _Stop:
+            pass
+        if s.optimizer == "adam":  # the last step's result was never evaluated
+            with torch.no_grad():
+                _, terms = loss_fn(image, self.model(image))
+            if float(terms["total"]) < best["loss"]:
+                best["image"] = image.detach().clone()
+        return best["image"].clamp(0, 1)
+
