@@ -207,6 +207,22 @@ def load_weights(backbone: str, sha256: str | None = None, model_dir: str | Path
     raise WeightsError(f"unknown backbone {backbone!r}: use one of {', '.join(BACKBONES)} or a path to a state dict")
 
 
+def export_weights(backbone: str, output: str | Path) -> Weights:
+    """Resolve a backbone and copy its (hash-checked) file to ``output``, e.g. into a workflow's
+    working directory so that compute nodes without a network read it from there."""
+    import shutil
+
+    from .imaging import atomic_path
+
+    weights = load_weights(backbone)
+    with atomic_path(output) as tmp:
+        shutil.copyfile(weights.path, tmp)
+    if sha256_of(output) != weights.sha256:
+        Path(output).unlink()
+        raise WeightsError(f"{output}: copy of {weights.path} does not match its sha256; check the disk")
+    return weights
+
+
 class Preprocess(nn.Module):
     """RGB in [0, 1] -> the backbone's input space."""
 

@@ -58,7 +58,26 @@ def _add_stylize(sub) -> None:
     p.add_argument("--device", default=d.device, help="auto | cpu | cuda | cuda:N | mps")
     p.add_argument("--threads", type=int, help="CPU threads for torch")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--label", action="append", default=[], metavar="KEY=VALUE", help="recorded in the provenance")
     p.set_defaults(func=cmd_stylize)
+
+
+def settings_to_args(values: dict) -> list[str]:
+    """The `gatys stylize` flags that reproduce a dict of settings (the inverse of parsing)."""
+    args = []
+    for key, value in values.items():
+        if key not in SETTING_ARGS:
+            raise ValueError(f"unknown setting {key!r}; known: {', '.join(SETTING_ARGS)}")
+        flag = "--" + key.replace("_", "-")
+        if value is None or value is False:
+            continue
+        if value is True:
+            args.append(flag)
+        elif isinstance(value, (list, tuple)):
+            args += [flag, ",".join(str(v) for v in value)]
+        else:
+            args += [flag, str(value)]
+    return args
 
 
 SETTING_ARGS = [
@@ -85,25 +104,70 @@ def cmd_stylize(args) -> int:
         bar.set_postfix(size=row["size"], content=f"{row['content']:.3g}", style=f"{row['style']:.3g}",
                         total=f"{row['total']:.3g}", refresh=False)  # fmt: skip
 
+    labels = dict(item.split("=", 1) for item in args.label if "=" in item)
     try:
-        result = stylize_files(args.content, args.styles, args.output, settings, args.losses, args.provenance, progress)
+        result = stylize_files(args.content, args.styles, args.output, settings, args.losses, args.provenance,
+                               progress, labels=labels)  # fmt: skip
     finally:
         bar.close()
-    if not args.quiet:
-        info = result.info
-        print(f"{args.output}: {result.image.width}x{result.image.height}, {info['evaluations']} evaluations, "
-              f"{info['elapsed_s']:.1f} s on {info['device']}", file=sys.stderr)  # fmt: skip
+    info = result.info  # one closing line, also with --quiet: it is what a log should show
+    print(f"{args.output}: {result.image.width}x{result.image.height}, {info['evaluations']} evaluations, "
+          f"{info['elapsed_s']:.1f} s on {info['device']}", file=sys.stderr)  # fmt: skip
     return 0
 
 
 def cmd_weights(args) -> int:
-    from .backbone import describe_sources
+    from .backbone import describe_sources, export_weights
 
+    if args.export:
+        if not args.output:
+            raise ValueError("weights --export needs -o PATH")
+        weights = export_weights(args.export, args.output)
+        print(f"{args.output}: {weights.name}, sha256 {weights.sha256}", file=sys.stderr)
+        return 0
     ok = True
     for line, good in describe_sources(args.check):
         print(line)
         ok &= good
     return 0 if ok else 1
+
+
+def cmd_resize(args) -> int:
+    from .imaging import load_image, resize_long_side, save_image
+
+    img = load_image(args.input, max_pixels=args.max_pixels)
+    if max(img.size) < args.size:
+        print(f"gatys resize: warning: {args.input} is {img.width}x{img.height}, upscaled to {args.size} px; "
+              "results will look soft", file=sys.stderr)  # fmt: skip
+    save_image(resize_long_side(img, args.size), args.output)
+    return 0
+
+
+def cmd_sheet(args) -> int:
+    from .sheets import Header, contact_sheet, save_sheet
+
+    def header(parts: list[str]) -> Header:
+        return Header(parts[0], None if len(parts) < 2 or parts[1] == "-" else parts[1])
+
+    cols = [header(c) for c in args.col]
+    rows, cells = [], []
+    for row in args.row:
+        if len(row) != 2 + len(cols):
+            raise ValueError(f"--row {row[0]!r}: give LABEL THUMB and {len(cols)} cells ('-' for none)")
+        rows.append(header(row[:2]))
+        cells.append([None if p == "-" else p for p in row[2:]])
+    corner = header(args.corner) if args.corner else None
+    save_sheet(contact_sheet(cells, rows, cols, corner, cell=args.cell, title=args.title), args.output)
+    return 0
+
+
+def cmd_summarize(args) -> int:
+    from .summary import plot_loss_curves, summarize, write_summary
+
+    write_summary(summarize(args.losses), args.output)
+    if args.plot:
+        plot_loss_curves(args.losses, args.plot)
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -113,7 +177,31 @@ def build_parser() -> argparse.ArgumentParser:
     _add_stylize(sub)
     w = sub.add_parser("weights", help="list each backbone, where it comes from, and whether its sha256 checks")
     w.add_argument("--check", action="store_true", help="also load each available file and verify its layers")
+    w.add_argument("--export", metavar="BACKBONE", help="resolve a backbone (downloading once) and copy its file to -o")
+    w.add_argument("-o", "--output", type=Path, help="where --export writes the weights file")
     w.set_defaults(func=cmd_weights)
+
+    r = sub.add_parser("resize", help="load any image upright as RGB and save it as PNG, long side --size")
+    r.add_argument("input", type=Path)
+    r.add_argument("-o", "--output", type=Path, required=True)
+    r.add_argument("--size", type=int, required=True)
+    r.add_argument("--max-pixels", type=int, default=100_000_000, help="refuse larger images (%(default)s)")
+    r.set_defaults(func=cmd_resize)
+
+    c = sub.add_parser("sheet", help="a labelled contact sheet of images")
+    c.add_argument("-o", "--output", type=Path, required=True, help=".jpg or .png")
+    c.add_argument("--title")
+    c.add_argument("--cell", type=int, default=256, help="cell size in px (%(default)s)")
+    c.add_argument("--corner", nargs="+", metavar="LABEL [THUMB]")
+    c.add_argument("--col", nargs="+", action="append", required=True, metavar="LABEL [THUMB]")
+    c.add_argument("--row", nargs="+", action="append", required=True, metavar="LABEL THUMB CELL")
+    c.set_defaults(func=cmd_sheet)
+
+    m = sub.add_parser("summarize", help="one CSV row per run and a loss-curve plot")
+    m.add_argument("losses", nargs="+", type=Path, help="loss CSVs (each beside its provenance JSON)")
+    m.add_argument("-o", "--output", type=Path, required=True)
+    m.add_argument("--plot", type=Path)
+    m.set_defaults(func=cmd_summarize)
     return parser
 
 

@@ -60,6 +60,7 @@ def stylize_files(
     provenance_path: str | Path | None = None,
     callback: Callable[[dict], None] | None = None,
     transfer: StyleTransfer | None = None,
+    labels: dict[str, str] | None = None,
 ) -> Result:
     """Load, stylize, then write the PNG, the loss CSV and the provenance JSON.
 
@@ -81,6 +82,7 @@ def stylize_files(
         write_losses(result.rows, settings, losses)
     if provenance_path:
         record = provenance(settings, result, transfer, content, styles)
+        record["labels"] = labels or {}
         with imaging.atomic_path(provenance_path) as tmp:
             tmp.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
     imaging.save_image(result.image, output)

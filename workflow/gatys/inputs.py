@@ -1,0 +1,101 @@
+"""Discovery and checking of the gallery's input images, before any compute."""
+
+from __future__ import annotations
+
+import csv
+import re
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image
+
+from .imaging import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, ImageError, atomic_path, load_image
+
+PRESET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+
+
+class ConfigError(ValueError):
+    """The configuration or the input folders are wrong; the message says how to fix them."""
+
+
+@dataclass(frozen=True)
+class BadInput:
+    path: Path
+    reason: str
+
+    def line(self) -> str:
+        return f"{self.path}: {self.reason}"
+
+
+def find_images(folder: str | Path, key: str) -> dict[str, Path]:
+    """Image files of a folder by stem (any case of the known extensions); duplicate stems are an error."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ConfigError(f"config key '{key}': folder {folder} does not exist; create it or point '{key}' elsewhere")
+    found: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith(".") or not path.is_file() or path.suffix.lower() not in IMAGE_EXTENSIONS:
+            continue
+        stem = unicodedata.normalize("NFC", path.stem)
+        if stem in found:
+            raise ConfigError(
+                f"config key '{key}': {found[stem]} and {path} have the same name '{stem}'; rename or remove one"
+            )
+        if "/" in stem or not stem.strip():
+            raise ConfigError(f"config key '{key}': {path} has an unusable name; rename it")
+        found[stem] = path
+    if not found:
+        raise ConfigError(
+            f"config key '{key}': no images in {folder} (extensions: {', '.join(IMAGE_EXTENSIONS)}); add some"
+        )
+    return found
+
+
+def check_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> str | None:
+    """None if the file decodes as an image, else the reason (cheap: header, then a small draft decode)."""
+    try:
+        with Image.open(path) as img:
+            if img.width * img.height > max_pixels:
+                return (
+                    f"{img.width}x{img.height} is more than max_pixels={max_pixels}; "
+                    "downscale the file or raise max_pixels"
+                )
+            img.draft("RGB", (256, 256))
+            img.load()
+    except Exception:  # noqa: BLE001 - every decoder failure becomes one line through load_image
+        try:
+            load_image(path, max_pixels=max_pixels)
+        except ImageError as err:
+            return str(err).split(": ", 1)[1] if str(err).startswith(str(path)) else str(err)
+        return None
+    return None
+
+
+def scan(folder: str | Path, key: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[dict[str, Path], list[BadInput]]:
+    """The usable images of a folder by stem, and the unusable ones with their reasons."""
+    good, bad = {}, []
+    for stem, path in find_images(folder, key).items():
+        reason = check_image(path, max_pixels)
+        if reason is None:
+            good[stem] = path
+        else:
+            bad.append(BadInput(path, reason))
+    return good, bad
+
+
+def write_skipped(bad: list[BadInput], path: str | Path) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["path", "reason"])
+            writer.writerows([str(b.path), b.reason] for b in bad)
+
+
+def check_presets(presets: dict) -> None:
+    for name in presets:
+        if not PRESET_NAME.match(str(name)):
+            raise ConfigError(
+                f"config key 'presets': name {name!r} is not usable in file paths; "
+                "use letters, digits, '_' and '-', starting with a letter or digit"
+            )
