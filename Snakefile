@@ -20,7 +20,19 @@ include: "workflow/rules/stylize.smk"
 include: "workflow/rules/gallery.smk"
 
 
+# Cheap steps run where Snakemake runs (seconds each, and `weights` may need the internet
+# that compute nodes lack); only `stylize` is submitted to a cluster.
+localrules:
+    all,
+    weights,
+    resize,
+    skipped,
+    sheet,
+    overview,
+    summarize,
+
+
 rule all:
     default_target: True
     input:
-        all_outputs(),
+        all_outputs,

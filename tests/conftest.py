@@ -50,3 +50,14 @@ def small_images(tmp_path_factory, content_path, style_path) -> tuple[Path, Path
 @pytest.fixture(scope="session")
 def small_pil(small_images) -> tuple[Image.Image, Image.Image]:
     return load_image(small_images[0]), load_image(small_images[1])
+
+
+@pytest.fixture(scope="session")
+def gallery(tmp_path_factory):
+    """The tiny gallery, planned then run locally once for every workflow and cluster test."""
+    from gallery import job_counts, make_gallery, run
+
+    workdir = make_gallery(tmp_path_factory.mktemp("gallery"))
+    planned = job_counts(workdir)
+    proc = run(workdir)
+    return workdir, planned, proc

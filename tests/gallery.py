@@ -15,6 +15,11 @@ from gatys.imaging import load_image, resize_long_side
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = ROOT.parent / "shared" / "paper"
 
+ODD_NAME = "früits; 'x' $y"  # a space, quotes, a semicolon, $ and a non-ASCII letter
+CLUSTER_NAME = "früits (x)"  # cluster jobs cannot be passed quotes, ; or $ (gatys.inputs)
+CONTENTS = [ODD_NAME, "palace"]
+STYLES = ["mandrill", "starry night"]
+PRESETS = ["paper", "bold"]
 TINY_CONFIG = {
     "content": "in/content",
     "style": "in/style",
@@ -37,12 +42,12 @@ def source_image(name: str) -> Image.Image:
     raise FileNotFoundError(name)
 
 
-def make_gallery(workdir: Path, config: dict | None = None) -> Path:
+def make_gallery(workdir: Path, config: dict | None = None, odd_name: str = ODD_NAME) -> Path:
     """2 content x 2 style images (<= 48 px; odd names on purpose) and a config.yaml."""
     (workdir / "in" / "content").mkdir(parents=True)
     (workdir / "in" / "style").mkdir(parents=True)
     resize_long_side(source_image("palace.jpg"), 48).save(workdir / "in/content/palace.jpg")
-    resize_long_side(source_image("fruits.jpg"), 40).save(workdir / "in/content/früits; 'x' $y.png")
+    resize_long_side(source_image("fruits.jpg"), 40).save(workdir / f"in/content/{odd_name}.png")
     resize_long_side(source_image("starry_night.jpg"), 48).save(workdir / "in/style/starry night.JPG")
     resize_long_side(source_image("mandrill.jpg"), 48).save(workdir / "in/style/mandrill.png")
     write_config(workdir, config or TINY_CONFIG)
@@ -85,3 +90,24 @@ def result_files(workdir: Path) -> dict[str, Path]:
         for p in sorted(results.rglob("*"))
         if p.is_file() and p.parts[len(results.parts)] not in skip
     }
+
+
+def assert_same_outputs(first: Path, second: Path, renamed: tuple[str, str] | None = None) -> None:
+    """Byte-identical images and weights, equal loss values (timings aside).
+
+    ``renamed`` = (name in first, name in second) for an input that has another name in second.
+    """
+    import pandas as pd
+
+    a, b = result_files(first), result_files(second)
+    if renamed:  # files that print the name (sheet labels, plot legend) differ; skip those
+        prints_names = ("loss_curves.png", "sheets/overview.jpg", f"sheets/{renamed[0]}.jpg")
+        a = {k.replace(*renamed): v for k, v in a.items() if k not in prints_names}
+        b = {k: v for k, v in b.items() if k.replace(*renamed[::-1]) not in prints_names}
+    assert a.keys() == b.keys()
+    for name in a:
+        if name.endswith((".png", ".jpg", ".pth")):
+            assert a[name].read_bytes() == b[name].read_bytes(), name
+        elif name.endswith(".losses.csv"):
+            frames = [pd.read_csv(f[name]).drop(columns=["elapsed_s"]) for f in (a, b)]
+            pd.testing.assert_frame_equal(*frames)

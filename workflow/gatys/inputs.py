@@ -99,3 +99,19 @@ def check_presets(presets: dict) -> None:
                 f"config key 'presets': name {name!r} is not usable in file paths; "
                 "use letters, digits, '_' and '-', starting with a letter or digit"
             )
+
+
+# Snakemake hands a cluster job its wildcards on a command line (sbatch --wrap, --target-jobs
+# "rule:name=value,..."), where quotes, $, `, \\, ',', '=' and ';' do not survive. Letters of
+# any script, digits, spaces and a few marks do.
+CLUSTER_SAFE = re.compile(r"^[\w .()+@#-]+$")
+
+
+def check_cluster_names(paths: list[Path]) -> None:
+    bad = [p for p in paths if not CLUSTER_SAFE.match(p.stem)]
+    if bad:
+        allowed = "letters, digits, spaces and . ( ) + @ # - _"
+        raise ConfigError(
+            f"{len(bad)} file name(s) cannot be passed to cluster jobs; rename them using only {allowed} "
+            "(local runs accept any name):\n" + "\n".join(f"{p}: rename using only {allowed}" for p in bad)
+        )

@@ -6,7 +6,7 @@ import sys
 from gatys import __version__ as GATYS_VERSION
 from gatys.backbone import BACKBONES
 from gatys.cli import settings_to_args
-from gatys.inputs import ConfigError, check_presets, scan
+from gatys.inputs import ConfigError, check_cluster_names, check_presets, scan
 
 # The gatys CLI of the Python that runs Snakemake, so the documented command works unactivated.
 GATYS = f"{shlex.quote(sys.executable)} -m gatys"
@@ -112,7 +112,10 @@ def skipped_lines():
     return [[str(b.path), b.reason] for b in BAD]
 
 
-def all_outputs():
+def all_outputs(wildcards):
+    # The executor is known only once the DAG is built, not while this file is parsed.
+    if workflow.non_local_exec:
+        check_cluster_names([*CONTENT.values(), *STYLE.values()])
     outputs = [f"results/sheets/{c}.jpg" for c in sorted(CONTENT)]
     outputs += [
         "results/sheets/overview.jpg",
