@@ -152,3 +152,15 @@ def test_loss_columns():
         "step", "scale", "size", "elapsed_s", "content", "style", "style_conv1_1", "style_conv2_1",
         "style_conv3_1", "style_conv4_1", "style_conv5_1", "tv", "total",
     ]  # fmt: skip
+
+
+def test_atomic_write_leaves_nothing_on_failure_and_normal_permissions(tmp_path):
+    target = tmp_path / "out.png"
+    with pytest.raises(RuntimeError):
+        with imaging.atomic_path(target) as tmp:
+            tmp.write_bytes(b"partial")
+            raise RuntimeError("killed")
+    assert list(tmp_path.iterdir()) == []
+    imaging.save_image(Image.new("RGB", (4, 4)), target)
+    assert [p.name for p in tmp_path.iterdir()] == ["out.png"]
+    assert target.stat().st_mode & 0o777 == 0o666 & ~imaging._UMASK

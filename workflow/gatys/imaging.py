@@ -84,6 +84,10 @@ def resize_long_side(img: Image.Image, long_side: int) -> Image.Image:
     return img.resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0)
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 @contextmanager
 def atomic_path(path: str | Path):
     """Yield a temporary path beside ``path``; rename it onto ``path`` only on success."""
@@ -93,6 +97,7 @@ def atomic_path(path: str | Path):
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are ordinary files
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -23,10 +23,13 @@ class Header:
 
 
 def _font(size: int) -> ImageFont.ImageFont:
+    """DejaVu Sans (shipped with matplotlib, covers accented and most non-Latin letters)."""
     try:
+        from matplotlib import font_manager
+
+        return ImageFont.truetype(font_manager.findfont("DejaVu Sans"), size)
+    except (ImportError, OSError):
         return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow without FreeType
-        return ImageFont.load_default()
 
 
 def _fit(path: str | Path | None, cell: int) -> Image.Image | None:
