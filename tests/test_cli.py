@@ -56,3 +56,16 @@ def test_weights_lists_backbones():
     lines = proc.stdout.splitlines()
     assert lines[0].startswith("vgg19-caffe") and "sha256 ok" in lines[0]
     assert lines[1].startswith("vgg19-torchvision")
+
+
+def test_resize_upscales_small_images_with_a_warning_and_downscales_large_ones(tmp_path):
+    Image.new("RGB", (20, 10), "red").save(tmp_path / "small.png")
+    proc = gatys("resize", tmp_path / "small.png", "-o", tmp_path / "a.png", "--size", 64)
+    assert proc.returncode == 0 and "warning" in proc.stderr and "upscaled to 64 px" in proc.stderr
+    assert Image.open(tmp_path / "a.png").size == (64, 32)
+    Image.new("RGB", (3000, 1000), "blue").save(tmp_path / "large.jpg")
+    proc = gatys("resize", tmp_path / "large.jpg", "-o", tmp_path / "b.png", "--size", 300)
+    assert proc.returncode == 0 and proc.stderr == ""
+    assert Image.open(tmp_path / "b.png").size == (300, 100)
+    proc = gatys("resize", tmp_path / "large.jpg", "-o", tmp_path / "c.png", "--size", 300, "--max-pixels", 10_000)
+    assert proc.returncode == 2 and "max_pixels=10000" in proc.stderr and not (tmp_path / "c.png").exists()

@@ -129,7 +129,7 @@ def test_non_finite_loss_stops_the_run_and_writes_nothing(small_images, tmp_path
         return loss
 
     monkeypatch.setattr(transfer, "targets", poisoned)
-    with pytest.raises(NonFiniteLoss, match="loss became nan at evaluation 1"):
+    with pytest.raises(NonFiniteLoss, match=r"o.png: loss became nan at evaluation 1 .*lower the style or tv weight"):
         stylize_files(content, [style], tmp_path / "o.png", settings, tmp_path / "o.csv", transfer=transfer)
     assert list(tmp_path.iterdir()) == []
 

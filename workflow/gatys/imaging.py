@@ -60,14 +60,31 @@ def load_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.
             f"{path}: image is larger than max_pixels={max_pixels} ({err}); downscale it or raise max_pixels"
         ) from err
     except FileNotFoundError as err:
+        if path.is_symlink():
+            raise ImageError(f"{path}: broken link to {os.readlink(path)}; fix or remove the link") from err
         raise ImageError(f"{path}: file not found") from err
     except PermissionError as err:
         raise ImageError(f"{path}: not readable (permission denied); fix its permissions") from err
     except (OSError, SyntaxError, ValueError) as err:
-        reason = "empty file" if path.is_file() and path.stat().st_size == 0 else f"not a readable image ({err})"
-        raise ImageError(f"{path}: {reason}; replace or remove the file") from err
+        raise ImageError(f"{path}: {_why_unreadable(path, err)}; replace or remove the file") from err
     finally:
         Image.MAX_IMAGE_PIXELS = previous
+
+
+def _why_unreadable(path: Path, err: Exception) -> str:
+    if path.stat().st_size == 0:
+        return "empty file (0 bytes)"
+    with open(path, "rb") as handle:
+        head = handle.read(512)
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and "\x00" not in text:
+        return f"a text file, not an image (starts with {text.strip()[:20]!r})"
+    if "truncated" in str(err).lower():
+        return f"truncated image ({err})"
+    return f"not a readable image ({err})"
 
 
 def fit_long_side(size: tuple[int, int], long_side: int) -> tuple[int, int]:

@@ -35,7 +35,8 @@ def find_images(folder: str | Path, key: str) -> dict[str, Path]:
         raise ConfigError(f"config key '{key}': folder {folder} does not exist; create it or point '{key}' elsewhere")
     found: dict[str, Path] = {}
     for path in sorted(folder.iterdir()):
-        if path.name.startswith(".") or not path.is_file() or path.suffix.lower() not in IMAGE_EXTENSIONS:
+        usable = path.is_file() or path.is_symlink()  # a broken link is reported, not ignored
+        if path.name.startswith(".") or not usable or path.suffix.lower() not in IMAGE_EXTENSIONS:
             continue
         stem = unicodedata.normalize("NFC", path.stem)
         if stem in found:
@@ -114,4 +115,24 @@ def check_cluster_names(paths: list[Path]) -> None:
         raise ConfigError(
             f"{len(bad)} file name(s) cannot be passed to cluster jobs; rename them using only {allowed} "
             "(local runs accept any name):\n" + "\n".join(f"{p}: rename using only {allowed}" for p in bad)
+        )
+
+
+def check_config(config: dict) -> None:
+    """What the JSON schema cannot say: every preset is a valid run, the backbone exists."""
+    from .backbone import BACKBONES
+    from .transfer import Settings
+
+    check_presets(config["presets"])
+    for name, preset in config["presets"].items():
+        values = {"size": config["size"], "seed": config["seed"], "device": config["device"], **preset}
+        try:
+            Settings.from_dict({**values, "backbone": config["backbone"]})
+        except ValueError as err:
+            raise ConfigError(f"config key 'presets.{name}': {err}") from err
+    backbone = config["backbone"]
+    if backbone not in BACKBONES and not Path(backbone).is_file():
+        raise ConfigError(
+            f"config key 'backbone': {backbone!r} is neither one of {', '.join(BACKBONES)} "
+            "nor an existing weights file"
         )

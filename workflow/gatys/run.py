@@ -13,7 +13,11 @@ import torch
 
 from . import __version__, imaging
 from .backbone import sha256_of
-from .transfer import Result, Settings, StyleTransfer
+from .transfer import NonFiniteLoss, Result, Settings, StyleTransfer
+
+
+class RunOutOfMemory(RuntimeError):
+    """The device ran out of memory."""
 
 
 def loss_columns(settings: Settings) -> list[str]:
@@ -77,7 +81,15 @@ def stylize_files(
             raise ValueError(f"calibration: no images in {folder}")
         calibration = [imaging.load_image(p) for p in files]
     transfer = transfer or StyleTransfer(settings)
-    result = transfer.stylize(content_img, style_imgs, callback=callback, calibration=calibration)
+    try:
+        result = transfer.stylize(content_img, style_imgs, callback=callback, calibration=calibration)
+    except NonFiniteLoss as err:
+        raise NonFiniteLoss(f"{output}: {err}") from err
+    except torch.cuda.OutOfMemoryError as err:
+        raise RunOutOfMemory(
+            f"{output}: out of memory on {transfer.device} at size {settings.size}; "
+            "use a smaller size, or more scales (--scales) to spend fewer steps at full size"
+        ) from err
     if losses:
         write_losses(result.rows, settings, losses)
     if provenance_path:

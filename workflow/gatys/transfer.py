@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from . import imaging
-from .backbone import VGGFeatures, Weights, load_weights
+from .backbone import CONV_NAMES, VGGFeatures, Weights, load_weights
 from .losses import ALPHA_OVER_BETA, CONTENT_LAYERS, STYLE_LAYERS, ContentLoss, GatysLoss, StyleLoss
 
 OPTIMIZERS = ("lbfgs", "adam")
@@ -87,6 +87,11 @@ class Settings:
             raise ValueError("learning_rate and style_scale: must be > 0")
         if self.size >> (self.scales - 1) < 16:
             raise ValueError(f"scales: {self.scales} scales make the first one smaller than 16 px at size {self.size}")
+        for key in ("content_layers", "style_layers"):
+            layers = getattr(self, key)
+            unknown = [name for name in layers if name not in CONV_NAMES]
+            if not layers or unknown:
+                raise ValueError(f"{key}: {unknown or 'empty'} not VGG-19 conv layers; use names from {', '.join(CONV_NAMES)}")
         if self.style_layer_weights is not None and len(self.style_layer_weights) != len(self.style_layers):
             raise ValueError("style_layer_weights: give one weight per style layer")
 

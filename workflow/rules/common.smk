@@ -6,12 +6,12 @@ import sys
 from gatys import __version__ as GATYS_VERSION
 from gatys.backbone import BACKBONES
 from gatys.cli import settings_to_args
-from gatys.inputs import ConfigError, check_cluster_names, check_presets, scan
+from gatys.inputs import ConfigError, check_cluster_names, check_config, scan
 
 # The gatys CLI of the Python that runs Snakemake, so the documented command works unactivated.
 GATYS = f"{shlex.quote(sys.executable)} -m gatys"
 PRESETS = config["presets"]
-check_presets(PRESETS)
+check_config(config)
 CONTENT, BAD_CONTENT = scan(config["content"], "content", config["max_pixels"])
 STYLE, BAD_STYLE = scan(config["style"], "style", config["max_pixels"])
 BAD = BAD_CONTENT + BAD_STYLE
