@@ -13,9 +13,13 @@ PAPER = ROOT.parent / "shared" / "paper"
 DATA = ROOT / "data"
 
 
+# Bundled stand-ins for the paper's images, for a checkout without ../shared/paper.
+BUNDLED = {"tubingen.jpg": DATA / "content" / "palace.jpg", "starry_night.jpg": DATA / "style" / "starry_night.jpg"}
+
+
 def _sample(name: str) -> Path:
-    """A real photo or painting: the paper's images beside the checkout, else the bundled data."""
-    for candidate in (PAPER / name, *sorted(DATA.glob(f"*/{Path(name).stem}.*"))):
+    """A real photo or painting: the paper's image beside the checkout, else a bundled one."""
+    for candidate in (PAPER / name, BUNDLED[name]):
         if candidate.is_file():
             return candidate
     pytest.fail(f"test image {name} not found in {PAPER} or {DATA}")

@@ -81,16 +81,23 @@ def stylize_processes(workdir):
     pids = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
-            cmdline = open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").decode(errors="replace")
-            if "-m gatys stylize" in cmdline and os.path.realpath(f"/proc/{pid}/cwd") == os.path.realpath(workdir):
+            args = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
+            # the Python process itself, not the shell Snakemake started it from
+            here = os.path.realpath(f"/proc/{pid}/cwd") == os.path.realpath(workdir)
+            if args[1:4] == [b"-m", b"gatys", b"stylize"] and here:
                 pids.append(int(pid))
         except OSError:  # the process ended meanwhile
             continue
     return pids
 
 
+def cpu_seconds(pid: int) -> float:
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
 def test_killed_stylize_job_is_recomputed_alone(tmp_path):
-    config = dict(TINY_CONFIG, presets={"long": {"steps": 1500}})
+    config = dict(TINY_CONFIG, presets={"long": {"steps": 300}})  # about 12 s per run
     reference = make_gallery(tmp_path / "reference", config)
     run(reference)
     workdir = make_gallery(tmp_path / "killed", config)
@@ -105,7 +112,8 @@ def test_killed_stylize_job_is_recomputed_alone(tmp_path):
         victim = pids[0] if pids else None
         time.sleep(0.2)
     assert victim is not None, "no second stylize process to kill"
-    time.sleep(5.0)  # past start-up and model loading: inside the optimization
+    while cpu_seconds(victim) < 5.0:  # past start-up (about 3 s) and model loading: optimizing
+        time.sleep(0.1)
     os.kill(victim, signal.SIGKILL)
     out, _ = snakemake.communicate(timeout=600)
     assert snakemake.returncode != 0, out[-2000:]
