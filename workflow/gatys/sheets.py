@@ -99,4 +99,5 @@ def contact_sheet(
 
 
 def save_sheet(sheet: Image.Image, path: str | Path) -> None:
-    save_image(sheet, path, quality=90, optimize=True) if str(path).lower().endswith((".jpg", ".jpeg")) else save_image(sheet, path)
+    is_jpeg = str(path).lower().endswith((".jpg", ".jpeg"))
+    save_image(sheet, path, **({"quality": 90, "optimize": True} if is_jpeg else {}))
