@@ -70,16 +70,20 @@ def run(workdir: Path, *args: str, **kw) -> subprocess.CompletedProcess:
     return snakemake(workdir, "--cores", "2", "--resources", "gpu=2", *args, **kw)
 
 
-def job_counts(workdir: Path, *args: str) -> dict[str, int]:
-    """Jobs a dry run would execute, by rule (empty when there is nothing to do)."""
-    proc = snakemake(workdir, "-n", "--cores", "2", *args)
-    text = proc.stdout + proc.stderr
+def parse_job_stats(text: str) -> dict[str, int]:
+    """The 'Job stats' table Snakemake prints, by rule (empty when there is nothing to do)."""
     if "Nothing to be done" in text:
         return {}
     table = text.split("Job stats:", 1)[1]
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", table, flags=re.M))
     counts.pop("total", None)
     return {rule: int(n) for rule, n in counts.items()}
+
+
+def job_counts(workdir: Path, *args: str) -> dict[str, int]:
+    """Jobs a dry run would execute, by rule."""
+    proc = snakemake(workdir, "-n", "--cores", "2", *args)
+    return parse_job_stats(proc.stdout + proc.stderr)
 
 
 def result_files(workdir: Path) -> dict[str, Path]:

@@ -1,9 +1,10 @@
 """The workflow's own checks, as CI runs them."""
 
-import re
 import subprocess
 import sys
 from pathlib import Path
+
+from gallery import parse_job_stats
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,5 +24,5 @@ def test_snakefmt_check_is_clean():
 def test_full_gallery_plans_without_error():
     proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "4"], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout.split("Job stats:")[1], flags=re.M))
-    assert counts["stylize"] == "18" and counts["sheet"] == "3"  # 3 contents x 3 styles x 2 presets
+    counts = parse_job_stats(proc.stdout)
+    assert counts["stylize"] == 18 and counts["sheet"] == 3  # 3 contents x 3 styles x 2 presets

@@ -10,7 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from gallery import CLUSTER_NAME, ODD_NAME, ROOT, TINY_CONFIG, assert_same_outputs, make_gallery, snakemake, write_config
+from gallery import (
+    CLUSTER_NAME,
+    ODD_NAME,
+    ROOT,
+    TINY_CONFIG,
+    assert_same_outputs,
+    make_gallery,
+    parse_job_stats,
+    snakemake,
+    write_config,
+)
 
 pytestmark = pytest.mark.slurm
 CLUSTER = ROOT / "tests" / "slurm" / "cluster.sh"
@@ -97,6 +107,5 @@ def test_slurm_profile_plans_full_gallery_without_slurm(tmp_path):
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout.split("Job stats:")[1], flags=re.M))
-    assert counts["stylize"] == "18"
+    assert parse_job_stats(proc.stdout)["stylize"] == 18
     assert "slurm_partition=YOUR_GPU_PARTITION" in proc.stdout and "gpu=1" in proc.stdout
