@@ -129,3 +129,23 @@ def test_killed_stylize_job_is_recomputed_alone(tmp_path):
     assert len(pngs) == 4
     for name in pngs:
         assert a[name].read_bytes() == b[name].read_bytes(), name
+
+
+def test_every_input_that_must_work_completes_a_run(tmp_path):
+    from gallery import source_image
+    from test_inputs import write_must_work
+
+    workdir = tmp_path / "odd"
+    names = write_must_work(workdir / "in" / "content")
+    (workdir / "in" / "style").mkdir(parents=True)
+    source_image("mandrill.jpg").resize((40, 40)).save(workdir / "in/style/mandrill.jpg")
+    write_config(workdir, dict(TINY_CONFIG, presets={"p": {"steps": 1}}))
+    run(workdir)
+    for name in names:
+        stem = name.rsplit(".", 1)[0]
+        assert (workdir / f"results/runs/p/{stem}/mandrill.png").is_file(), name
+    assert "upscaled to 32 px" in (workdir / "results/logs/resize/content/tiny_32.log").read_text()
+    rotated = workdir / "results/resized/content/rotated_32.png"
+    from PIL import Image
+
+    assert Image.open(rotated).size == (24, 32)  # shown upright: portrait

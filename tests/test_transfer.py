@@ -164,3 +164,19 @@ def test_atomic_write_leaves_nothing_on_failure_and_normal_permissions(tmp_path)
     imaging.save_image(Image.new("RGB", (4, 4)), target)
     assert [p.name for p in tmp_path.iterdir()] == ["out.png"]
     assert target.stat().st_mode & 0o777 == 0o666 & ~imaging._UMASK
+
+
+def test_out_of_memory_names_the_run_and_suggests_a_fix(small_images, tmp_path, caffe_weights, monkeypatch):
+    from gatys.run import RunOutOfMemory
+
+    content, style = small_images
+    settings = tiny()
+    transfer = StyleTransfer(settings, weights=caffe_weights)
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(transfer, "stylize", out_of_memory)
+    with pytest.raises(RunOutOfMemory, match=r"o.png: out of memory on cpu at size 48; use a smaller size, or more"):
+        stylize_files(content, [style], tmp_path / "o.png", settings, tmp_path / "o.csv", transfer=transfer)
+    assert list(tmp_path.iterdir()) == []
