@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -44,18 +43,16 @@ def load_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.
     """Open an image file as upright 8-bit RGB (EXIF orientation applied, first frame only)."""
     path = Path(path)
     previous = Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = max_pixels
+    Image.MAX_IMAGE_PIXELS = None  # the check below is the guard, with the size in its message
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                if img.width * img.height > max_pixels:
-                    raise Image.DecompressionBombError("too many pixels")
-                img.seek(0)
-                img.load()
-                img = ImageOps.exif_transpose(img)
-                return _flatten(img)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        with Image.open(path) as img:
+            if img.width * img.height > max_pixels:  # from the header, before decoding anything
+                raise Image.DecompressionBombError(f"{img.width}x{img.height}")
+            img.seek(0)
+            img.load()
+            img = ImageOps.exif_transpose(img)
+            return _flatten(img)
+    except Image.DecompressionBombError as err:
         raise ImageError(
             f"{path}: image is larger than max_pixels={max_pixels} ({err}); downscale it or raise max_pixels"
         ) from err

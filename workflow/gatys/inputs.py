@@ -54,22 +54,23 @@ def find_images(folder: str | Path, key: str) -> dict[str, Path]:
 
 
 def check_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> str | None:
-    """None if the file decodes as an image, else the reason (cheap: header, then a small draft decode)."""
+    """None if the file decodes as an image, else the reason (cheap: header, then a small draft decode).
+
+    Any failure, an oversized image included, is explained by :func:`load_image`, which refuses
+    an oversized image before decoding it.
+    """
     try:
         with Image.open(path) as img:
-            if img.width * img.height > max_pixels:
-                return (
-                    f"{img.width}x{img.height} is more than max_pixels={max_pixels}; "
-                    "downscale the file or raise max_pixels"
-                )
-            img.draft("RGB", (256, 256))
-            img.load()
+            if img.width * img.height <= max_pixels:
+                img.draft("RGB", (256, 256))
+                img.load()
+                return None
     except Exception:  # noqa: BLE001 - every decoder failure becomes one line through load_image
-        try:
-            load_image(path, max_pixels=max_pixels)
-        except ImageError as err:
-            return str(err).split(": ", 1)[1] if str(err).startswith(str(path)) else str(err)
-        return None
+        pass
+    try:
+        load_image(path, max_pixels=max_pixels)
+    except ImageError as err:
+        return str(err).removeprefix(f"{path}: ")
     return None
 
 

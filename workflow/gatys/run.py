@@ -75,11 +75,9 @@ def stylize_files(
     style_imgs = [imaging.load_image(p) for p in styles]
     calibration = None
     if settings.normalize and settings.calibration:
-        folder = Path(settings.calibration)
-        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in imaging.IMAGE_EXTENSIONS)
-        if not files:
-            raise ValueError(f"calibration: no images in {folder}")
-        calibration = [imaging.load_image(p) for p in files]
+        from .inputs import find_images
+
+        calibration = [imaging.load_image(p) for p in find_images(settings.calibration, "calibration").values()]
     transfer = transfer or StyleTransfer(settings)
     try:
         result = transfer.stylize(content_img, style_imgs, callback=callback, calibration=calibration)
