@@ -99,3 +99,19 @@ def test_losses_of_real_images_match_plain_formulas(caffe_weights, small_pil):
     for key, value in expected.items():
         assert value > 0
         assert terms[key].item() == pytest.approx(value, rel=1e-4), key
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_gram_gradient_matches_autograd_of_the_plain_product(channels_last):
+    """The one-product backward of gram() equals differentiating F Fᵀ / M directly, in both layouts."""
+    f = torch.randn(1, 5, 4, 3, dtype=torch.float64)
+    if channels_last:
+        f = f.contiguous(memory_format=torch.channels_last)
+    target = torch.randn(5, 5, dtype=torch.float64)
+    mine = f.clone().requires_grad_(True)
+    style_layer_loss(gram(mine), target).backward()
+    plain = f.clone().requires_grad_(True)
+    flat = plain.reshape(5, -1)
+    style_layer_loss(flat @ flat.T / 12, target).backward()
+    assert torch.allclose(mine.grad, plain.grad, rtol=1e-12)
+    assert torch.autograd.gradcheck(gram, (f.clone().requires_grad_(True),))

@@ -180,3 +180,33 @@ def test_out_of_memory_names_the_run_and_suggests_a_fix(small_images, tmp_path, 
     with pytest.raises(RunOutOfMemory, match=r"o.png: out of memory on cpu at size 48; use a smaller size, or more"):
         stylize_files(content, [style], tmp_path / "o.png", settings, tmp_path / "o.csv", transfer=transfer)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_auto_precision_is_bf16_only_where_the_cpu_has_native_bf16(tmp_path, monkeypatch):
+    from gatys import transfer as module
+
+    with_bf16, without = tmp_path / "bf16", tmp_path / "plain"
+    with_bf16.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx512f avx512_bf16 amx_tile\n")
+    without.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f\n")
+    assert module.cpu_has_fast_bf16(str(with_bf16)) and not module.cpu_has_fast_bf16(str(without))
+    assert not module.cpu_has_fast_bf16(str(tmp_path / "missing"))
+    cpu = torch.device("cpu")
+    for fast, expected in ((True, "bf16"), (False, "fp32")):
+        monkeypatch.setattr(module, "cpu_has_fast_bf16", lambda: fast)
+        assert module.pick_precision("auto", cpu) == expected
+    assert module.pick_precision("fp32", cpu) == "fp32" and module.pick_precision("auto", torch.device("mps")) == "fp32"
+
+
+def test_bf16_run_converges_like_fp32(small_pil, transfer_of):
+    """Reduced precision must not cost quality: the fp32 loss of the bf16 result is as low."""
+    content, style = small_pil
+    results = {p: transfer_of(tiny(steps=40, precision=p, tolerance=0)).stylize(content, [style]) for p in ("fp32", "bf16")}
+    assert results["bf16"].info["precision"] == "bf16"
+    judge = transfer_of(tiny(precision="fp32"))
+    loss_fn = judge.targets(judge._tensor(content, 48), [judge._tensor(style, 48)])
+    final = {}
+    for p, result in results.items():
+        image = imaging.to_tensor(result.image)
+        final[p] = float(loss_fn(image, judge.model(image))[0])
+    start = results["fp32"].rows[0]["total"]
+    assert final["bf16"] < 0.2 * start and final["bf16"] <= 1.1 * final["fp32"]

@@ -14,14 +14,52 @@ STYLE_LAYERS = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
 ALPHA_OVER_BETA = 1e-3
 
 
+class _GramMinus(torch.autograd.Function):
+    """D = Rᵀ R / M − A for R = positions x filters, precise in reduced precision, one-product backward.
+
+    In bf16 the product accumulates in fp32 but its result is rounded to bf16, an error that
+    grows with G; near convergence G − A is much smaller than G and that error would swamp it.
+    So A's bf16 part is subtracted inside the same product (one rounding, of a number the size
+    of D) and A's remainder afterwards in fp32. Backward: G is symmetric in R, so
+    dL/dR = R (g + gᵀ) / M, one product instead of autograd's two and a sum.
+    """
+
+    @staticmethod
+    def forward(ctx, rows: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(rows)
+        inv_m = 1.0 / rows.shape[0]
+        if rows.dtype == target.dtype:
+            return torch.addmm(target, rows.T, rows, beta=-1, alpha=inv_m)
+        head = target.to(rows.dtype)
+        rest = target - head.to(target.dtype)
+        return torch.addmm(head, rows.T, rows, beta=-1, alpha=inv_m).to(target.dtype) - rest
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (rows,) = ctx.saved_tensors
+        return rows @ ((grad + grad.T) / rows.shape[0]).to(rows.dtype), None
+
+
+def _rows(features: torch.Tensor) -> torch.Tensor:
+    """(1, N, H, W) features as positions x filters, a view in either memory layout."""
+    n = features.shape[1]
+    if features.dim() == 4 and features.is_contiguous(memory_format=torch.channels_last):
+        return features.permute(0, 2, 3, 1).reshape(-1, n)
+    return features.reshape(n, -1).T
+
+
 def gram(features: torch.Tensor) -> torch.Tensor:
     """G = F Fᵀ divided by M (positions); the division keeps fp32/bf16 values moderate.
 
     E_l below multiplies it back, so E_l is exactly the paper's Σ(G−A)² / (4 N² M²).
     """
     n = features.shape[1]
-    flat = features.reshape(n, -1)
-    return (flat @ flat.T) / flat.shape[1]
+    return _GramMinus.apply(_rows(features), features.new_zeros(n, n))
+
+
+def gram_minus(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """G/M − A/M in the target's precision (see :class:`_GramMinus`)."""
+    return _GramMinus.apply(_rows(features), target)
 
 
 def content_loss(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -31,8 +69,13 @@ def content_loss(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 def style_layer_loss(gram_m: torch.Tensor, target_gram_m: torch.Tensor) -> torch.Tensor:
     """E_l = Σ (G − A)² / (4 N² M²) (eq. 4), given G/M and A/M as computed by :func:`gram`."""
-    n = gram_m.shape[0]
-    return (gram_m - target_gram_m).pow(2).sum() / (4.0 * n * n)
+    return residual_loss(gram_m - target_gram_m)
+
+
+def residual_loss(difference: torch.Tensor) -> torch.Tensor:
+    """E_l from D = G/M − A/M."""
+    n = difference.shape[0]
+    return difference.pow(2).sum() / (4.0 * n * n)
 
 
 def tv_loss(image: torch.Tensor) -> torch.Tensor:
@@ -73,7 +116,7 @@ class StyleLoss(nn.Module):
 
     def forward(self, feats: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         per_layer = {
-            layer: style_layer_loss(gram(feats[layer]), getattr(self, f"target_{layer}")) for layer in self.layers
+            layer: residual_loss(gram_minus(feats[layer], getattr(self, f"target_{layer}"))) for layer in self.layers
         }
         return sum(self.weights[k] * v for k, v in per_layer.items()), per_layer
 

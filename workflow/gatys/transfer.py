@@ -18,7 +18,7 @@ from .losses import ALPHA_OVER_BETA, CONTENT_LAYERS, STYLE_LAYERS, ContentLoss, 
 OPTIMIZERS = ("lbfgs", "adam")
 INITS = ("content", "noise", "style")
 PRESERVE_COLOR = ("none", "luminance", "histogram")
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 class NonFiniteLoss(RuntimeError):
@@ -27,10 +27,15 @@ class NonFiniteLoss(RuntimeError):
 
 @dataclass
 class Settings:
-    """Every parameter of one run. Defaults are the paper's method (α/β = 1e-3)."""
+    """Every parameter of one run.
+
+    The loss is the paper's (α/β = 1e-3, its layers, L-BFGS from the photo); the speed settings
+    (bf16 where fast, early stopping, one scale) are what `benchmarks/time_to_quality.py`
+    showed to reach the paper recipe's loss soonest.
+    """
 
     size: int = 512  # long side of the output, px
-    steps: int = 200  # loss evaluations per scale
+    steps: int = 400  # loss evaluations per scale, at most (early stopping usually ends sooner)
     content_weight: float = 1.0  # α
     style_weight: float = 1.0 / ALPHA_OVER_BETA  # β
     tv_weight: float = 0.0  # γ
@@ -45,7 +50,7 @@ class Settings:
     style_scale: float = 1.0  # style image long side = style_scale * current size
     style_blend: tuple[float, ...] | None = None  # one weight per style image; None: equal
     preserve_color: str = "none"
-    tolerance: float = 0.0  # early stop: relative improvement of the best total over `window` evaluations
+    tolerance: float = 1e-3  # early stop: relative improvement of the best total over `window` evaluations
     window: int = 20
     pooling: str = "avg"
     features: str = "relu"
@@ -53,7 +58,7 @@ class Settings:
     calibration: str | None = None  # folder of calibration images; None: the run's own images
     backbone: str = "vgg19-caffe"
     backbone_sha256: str | None = None
-    precision: str = "fp32"
+    precision: str = "auto"  # bf16 autocast where the hardware runs it fast, else fp32
     device: str = "auto"
 
     def __post_init__(self):
@@ -122,6 +127,30 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def cpu_has_fast_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """True on CPUs with native bf16 arithmetic (AVX-512 BF16 or AMX); elsewhere bf16 is emulated."""
+    try:
+        text = open(cpuinfo).read()
+    except OSError:
+        return False
+    flags = set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            flags.update(line.split(":", 1)[1].split())
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
+def pick_precision(name: str, device: torch.device) -> str:
+    """``auto``: bf16 on CUDA GPUs that support it and on CPUs with native bf16, else fp32."""
+    if name != "auto":
+        return name
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    if device.type == "cpu":
+        return "bf16" if cpu_has_fast_bf16() else "fp32"
+    return "fp32"
+
+
 @dataclass
 class Result:
     image: Image.Image
@@ -142,6 +171,9 @@ class StyleTransfer:
         self.weights = weights or load_weights(settings.backbone, settings.backbone_sha256)
         layers = list(settings.content_layers) + list(settings.style_layers)
         self.model = VGGFeatures(self.weights, layers, settings.pooling, settings.features).to(self.device)
+        if self.device.type in ("cpu", "cuda"):
+            self.model.use_channels_last()
+        self.precision = pick_precision(settings.precision, self.device)
         self.normalized = False
 
     # --- targets ---------------------------------------------------------------------
@@ -149,7 +181,7 @@ class StyleTransfer:
         return imaging.to_tensor(imaging.resize_long_side(img, long_side)).to(self.device)
 
     def _autocast(self):
-        enabled = self.settings.precision == "bf16"
+        enabled = self.precision == "bf16"
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
 
     @torch.no_grad()
@@ -158,19 +190,35 @@ class StyleTransfer:
         self.normalized = True
 
     @torch.no_grad()
-    def targets(self, content: torch.Tensor, styles: list[torch.Tensor]) -> GatysLoss:
+    def style_grams(self, styles: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Blended Gram targets of the style layers, in fp32 whatever the run's precision."""
         s = self.settings
+        feats = [self.model(style) for style in styles]
+        blend = list(s.style_blend or [1.0] * len(styles))
+        return {layer: StyleLoss.get_target([f[layer].float() for f in feats], blend) for layer in s.style_layers}
+
+    def style_grams_per_size(self, style_imgs: list[Image.Image]) -> dict[int, dict[str, torch.Tensor]]:
+        """The Gram targets for every size of the coarse-to-fine schedule (what `gatys targets` saves)."""
+        s = self.settings
+        return {
+            size: self.style_grams([self._tensor(img, max(16, round(size * s.style_scale))) for img in style_imgs])
+            for size in s.sizes()
+        }
+
+    @torch.no_grad()
+    def targets(
+        self, content: torch.Tensor, styles: list[torch.Tensor] | None = None, grams: dict[str, torch.Tensor] | None = None
+    ) -> GatysLoss:
+        """The loss of one scale: content targets in the run's precision, style Gram targets given or computed."""
+        s = self.settings
+        if grams is None:
+            grams = self.style_grams(styles)
         with self._autocast():
             content_feats = self.model(content)
-            style_feats = [self.model(style) for style in styles]
-        blend = list(s.style_blend or [1.0] * len(styles))
-        style_targets = {
-            layer: StyleLoss.get_target([f[layer].float() for f in style_feats], blend) for layer in s.style_layers
-        }
         layer_weights = s.style_layer_weights or [1.0 / len(s.style_layers)] * len(s.style_layers)
         return GatysLoss(
             ContentLoss({layer: content_feats[layer].float() for layer in s.content_layers}),
-            StyleLoss(style_targets, dict(zip(s.style_layers, layer_weights))),
+            StyleLoss({layer: grams[layer].to(self.device) for layer in s.style_layers}, dict(zip(s.style_layers, layer_weights))),
             (s.content_weight, s.style_weight, s.tv_weight),
         )
 
@@ -181,7 +229,10 @@ class StyleTransfer:
         style_imgs: list[Image.Image],
         callback: Callable[[dict], None] | None = None,
         calibration: list[Image.Image] | None = None,
+        observe: Callable[[dict, torch.Tensor], None] | None = None,
+        grams: dict[int, dict[str, torch.Tensor]] | None = None,
     ) -> Result:
+        """Stylize; ``grams`` are precomputed style targets per size (see `gatys.style_targets`)."""
         s = self.settings
         if s.style_blend is not None and len(s.style_blend) != len(style_imgs):
             raise ValueError(f"style_blend: {len(s.style_blend)} weights for {len(style_imgs)} style images")
@@ -211,13 +262,17 @@ class StyleTransfer:
         sizes = s.sizes()
         for scale, size in enumerate(sizes):
             content = self._tensor(content_img, size)
-            styles = [self._tensor(img, max(16, round(size * s.style_scale))) for img in style_imgs]
-            loss_fn = self.targets(content, styles)
+            if grams is None:
+                styles = [self._tensor(img, max(16, round(size * s.style_scale))) for img in style_imgs]
+                loss_fn = self.targets(content, styles)
+            else:
+                loss_fn = self.targets(content, grams=grams[size])
             if image is None:
-                image = self._init(content, styles[0], generator)
+                style_init = self._tensor(style_imgs[0], size) if s.init == "style" else None
+                image = self._init(content, style_init, generator)
             else:
                 image = F.interpolate(image, size=content.shape[-2:], mode="bicubic", align_corners=False).clamp(0, 1)
-            image = self._optimize(image.contiguous(), loss_fn, scale, size, rows, start, callback)
+            image = self._optimize(image.contiguous(), loss_fn, scale, size, rows, start, callback, observe)
         result = image
         if s.preserve_color == "luminance":
             result = imaging.combine_luminance(result, self._tensor(original_content, sizes[-1]))
@@ -225,11 +280,12 @@ class StyleTransfer:
             "evaluations": len(rows),
             "elapsed_s": time.perf_counter() - start,
             "device": str(self.device),
+            "precision": self.precision,
             "sizes": sizes,
         }
         return Result(imaging.to_image(result), rows, info)
 
-    def _init(self, content: torch.Tensor, style: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def _init(self, content: torch.Tensor, style: torch.Tensor | None, generator: torch.Generator) -> torch.Tensor:
         init = self.settings.init
         if init == "content":
             return content.clone()
@@ -237,7 +293,21 @@ class StyleTransfer:
             return F.interpolate(style, size=content.shape[-2:], mode="bicubic", align_corners=False).clamp(0, 1)
         return torch.rand(content.shape, generator=generator).to(self.device)
 
-    def _optimize(self, image, loss_fn, scale, size, rows, start, callback) -> torch.Tensor:
+    def evaluate(self, image: torch.Tensor, loss_fn: GatysLoss) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """One loss evaluation: forward (autocast in the run's precision), loss, gradient to the image.
+
+        The loss is that of the image clamped to [0, 1], the one that will be saved: L-BFGS does
+        not keep pixels in range, and a loss of the unclamped image rewards values beyond it.
+        """
+        image = image.clamp(0, 1)
+        with self._autocast():
+            feats = self.model(image)
+        total, terms = loss_fn(image, feats)
+        if torch.isfinite(total):
+            total.backward()
+        return total, terms
+
+    def _optimize(self, image, loss_fn, scale, size, rows, start, callback, observe) -> torch.Tensor:
         s = self.settings
         image = image.detach().requires_grad_(True)
         best = {"loss": math.inf, "image": image.detach().clone()}
@@ -248,20 +318,19 @@ class StyleTransfer:
             if len(rows) - first >= s.steps:
                 raise _Stop
             optimizer.zero_grad(set_to_none=True)
-            with self._autocast():
-                feats = self.model(image)
-            total, terms = loss_fn(image, feats)
+            total, terms = self.evaluate(image, loss_fn)
             if not torch.isfinite(total):
                 raise NonFiniteLoss(
                     f"loss became {total.item()} at evaluation {len(rows) + 1} (scale {scale}, {size} px); "
                     "lower the style or tv weight, use --optimizer lbfgs, or a smaller --learning-rate"
                 )
-            total.backward()
             row = {"step": len(rows) + 1, "scale": scale, "size": size, "elapsed_s": time.perf_counter() - start}
             row.update({name: float(value.detach()) for name, value in terms.items()})
             rows.append(row)
             if callback:
                 callback(row)
+            if observe:  # the image this row was evaluated on (benchmarks snapshot it)
+                observe(row, image.detach())
             value = row["total"]
             if value < best["loss"]:
                 best["loss"], best["image"] = value, image.detach().clone()
