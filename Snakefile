@@ -26,6 +26,7 @@ localrules:
     all,
     weights,
     resize,
+    style_targets,
     skipped,
     sheet,
     overview,

@@ -29,7 +29,8 @@ pytestmark = pytest.mark.workflow
 def test_dag_job_counts(gallery):
     _, planned, _ = gallery
     assert planned == {
-        "all": 1, "weights": 1, "resize": 4, "stylize": 8, "sheet": 2, "overview": 1, "summarize": 1,
+        "all": 1, "weights": 1, "resize": 4, "style_targets": 2, "stylize": 8, "sheet": 2, "overview": 1,
+        "summarize": 1,
     }  # fmt: skip
 
 
@@ -62,6 +63,17 @@ def test_loss_csv_schema_and_provenance(gallery):
     record = json.loads((workdir / "results/runs/bold/palace/starry night.json").read_text())
     assert record["labels"] == {"preset": "bold", "content": "palace", "style": "starry night"}
     assert record["settings"]["style_weight"] == 1e4 and record["settings"]["size"] == 32
+
+
+def test_style_targets_computed_once_per_style_and_shared_by_presets(gallery):
+    """The two presets differ only in weights, so all four runs of a style read one targets file."""
+    workdir, _, _ = gallery
+    targets = sorted(p.relative_to(workdir / "results/targets") for p in (workdir / "results/targets").rglob("*.pt"))
+    assert [t.name for t in targets] == [f"{s}.pt" for s in sorted(STYLES)] and len({t.parent for t in targets}) == 1
+    for preset in PRESETS:
+        for content in CONTENTS:
+            record = json.loads((workdir / f"results/runs/{preset}/{content}/mandrill.json").read_text())
+            assert record["style_targets"]["path"] == f"results/targets/{targets[0]}"
 
 
 def test_summary_has_one_row_per_run(gallery):

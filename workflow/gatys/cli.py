@@ -1,4 +1,4 @@
-"""`gatys stylize | weights | resize | sheet | summarize`: parse arguments, call the package."""
+"""`gatys stylize | targets | weights | resize | sheet | summarize`: parse arguments, call the package."""
 
 from __future__ import annotations
 
@@ -29,6 +29,21 @@ def _add_stylize(sub) -> None:
     p.add_argument("-o", "--output", type=Path, required=True, help="output PNG")
     p.add_argument("--losses", type=Path, help="write one CSV row per loss evaluation here")
     p.add_argument("--provenance", type=Path, help="write every parameter, hash and version here (JSON)")
+    p.add_argument("--style-targets", type=Path, help="Gram targets from `gatys targets` (one style image)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--label", action="append", default=[], metavar="KEY=VALUE", help="recorded in the provenance")
+    _add_settings(p)
+    p.set_defaults(func=cmd_stylize)
+
+    t = sub.add_parser("targets", help="compute a style image's Gram targets once, for runs with these settings")
+    t.add_argument("style", type=Path)
+    t.add_argument("-o", "--output", type=Path, required=True, help="targets file (.pt)")
+    _add_settings(t)
+    t.set_defaults(func=cmd_targets)
+
+
+def _add_settings(p) -> None:
+    """Every setting of a run, as flags (the targets command reads the ones its targets depend on)."""
     d = DEFAULTS
     p.add_argument("--size", type=int, default=d.size, help="long side of the output in px (%(default)s)")
     p.add_argument("--steps", type=int, default=d.steps, help="loss evaluations per scale (%(default)s)")
@@ -53,13 +68,11 @@ def _add_stylize(sub) -> None:
     p.add_argument("--style-blend", type=_floats, help="comma-separated weights, one per style image")
     p.add_argument("--tolerance", type=float, default=d.tolerance, help="early stop: relative improvement")
     p.add_argument("--window", type=int, default=d.window, help="early stop: over this many evaluations")
-    p.add_argument("--precision", choices=PRECISIONS, default=d.precision)
+    p.add_argument("--precision", choices=PRECISIONS, default=d.precision,
+                   help="auto: bf16 on CPUs with native bf16 and CUDA GPUs, else fp32 (%(default)s)")  # fmt: skip
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--device", default=d.device, help="auto | cpu | cuda | cuda:N | mps")
     p.add_argument("--threads", type=int, help="CPU threads for torch")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--label", action="append", default=[], metavar="KEY=VALUE", help="recorded in the provenance")
-    p.set_defaults(func=cmd_stylize)
 
 
 def settings_to_args(values: dict) -> list[str]:
@@ -107,12 +120,25 @@ def cmd_stylize(args) -> int:
     labels = dict(item.split("=", 1) for item in args.label if "=" in item)
     try:
         result = stylize_files(args.content, args.styles, args.output, settings, args.losses, args.provenance,
-                               progress, labels=labels)  # fmt: skip
+                               progress, labels=labels, style_targets=args.style_targets)  # fmt: skip
     finally:
         bar.close()
     info = result.info  # one closing line, also with --quiet: it is what a log should show
     print(f"{args.output}: {result.image.width}x{result.image.height}, {info['evaluations']} evaluations, "
           f"{info['elapsed_s']:.1f} s on {info['device']}", file=sys.stderr)  # fmt: skip
+    return 0
+
+
+def cmd_targets(args) -> int:
+    import torch
+
+    from .run import write_style_targets
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    settings = Settings(**{key: getattr(args, key) for key in SETTING_ARGS})
+    write_style_targets(args.style, args.output, settings)
+    print(f"{args.output}: Gram targets of {args.style} at {settings.sizes()} px", file=sys.stderr)
     return 0
 
 

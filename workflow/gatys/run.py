@@ -12,6 +12,7 @@ import PIL
 import torch
 
 from . import __version__, imaging
+from . import style_targets as targets_file
 from .backbone import sha256_of
 from .transfer import NonFiniteLoss, Result, Settings, StyleTransfer
 
@@ -55,6 +56,15 @@ def provenance(settings: Settings, result: Result, transfer: StyleTransfer, cont
     }
 
 
+def write_style_targets(style: str | Path, output: str | Path, settings: Settings) -> dict[int, dict]:
+    """`gatys targets`: the Gram targets of one style image for these settings, saved atomically."""
+    if not targets_file.cacheable(settings):
+        raise ValueError("style targets cannot be reused with preserve_color or normalize: nothing to precompute")
+    grams = StyleTransfer(settings).style_grams_per_size([imaging.load_image(style)])
+    targets_file.save(output, grams, settings, style)
+    return grams
+
+
 def stylize_files(
     content: str | Path,
     styles: list[str | Path],
@@ -65,12 +75,20 @@ def stylize_files(
     callback: Callable[[dict], None] | None = None,
     transfer: StyleTransfer | None = None,
     labels: dict[str, str] | None = None,
+    style_targets: str | Path | None = None,
 ) -> Result:
     """Load, stylize, then write the PNG, the loss CSV and the provenance JSON.
 
-    Nothing is written unless the whole run succeeds; each file appears complete or not at all.
+    ``style_targets``: a file from `gatys targets` for the one style image, used instead of
+    computing its Gram matrices. Nothing is written unless the whole run succeeds; each file
+    appears complete or not at all.
     """
     content, styles = Path(content), [Path(p) for p in styles]
+    grams = None
+    if style_targets:
+        if len(styles) != 1:
+            raise ValueError(f"--style-targets: holds one style image's targets, but {len(styles)} styles were given")
+        grams = targets_file.load(style_targets, settings, styles[0])
     content_img = imaging.load_image(content)
     style_imgs = [imaging.load_image(p) for p in styles]
     calibration = None
@@ -80,7 +98,7 @@ def stylize_files(
         calibration = [imaging.load_image(p) for p in find_images(settings.calibration, "calibration").values()]
     transfer = transfer or StyleTransfer(settings)
     try:
-        result = transfer.stylize(content_img, style_imgs, callback=callback, calibration=calibration)
+        result = transfer.stylize(content_img, style_imgs, callback=callback, calibration=calibration, grams=grams)
     except NonFiniteLoss as err:
         raise NonFiniteLoss(f"{output}: {err}") from err
     except torch.cuda.OutOfMemoryError as err:
@@ -93,6 +111,8 @@ def stylize_files(
     if provenance_path:
         record = provenance(settings, result, transfer, content, styles)
         record["labels"] = labels or {}
+        if style_targets:
+            record["style_targets"] = {"path": str(style_targets), "sha256": sha256_of(style_targets)}
         with imaging.atomic_path(provenance_path) as tmp:
             tmp.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
     imaging.save_image(result.image, output)

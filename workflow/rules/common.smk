@@ -4,9 +4,11 @@ import shlex
 import sys
 
 from gatys import __version__ as GATYS_VERSION
+from gatys import style_targets
 from gatys.backbone import BACKBONES
 from gatys.cli import settings_to_args
 from gatys.inputs import ConfigError, check_cluster_names, check_config, scan
+from gatys.transfer import Settings
 
 # The gatys CLI of the Python that runs Snakemake, so the documented command works unactivated.
 GATYS = f"{shlex.quote(sys.executable)} -m gatys"
@@ -39,6 +41,7 @@ wildcard_constraints:
     content=alternatives(CONTENT),
     style=alternatives(STYLE),
     kind="content|style",
+    key="[0-9a-f]{12}",
 
 
 def image_path(wildcards):
@@ -67,14 +70,49 @@ def all_runs(ext, content=None):
     ]
 
 
-def stylize_args(wildcards):
-    settings = {
+def preset_settings(preset):
+    return {
         "size": SIZE,
         "seed": config["seed"],
         "device": config["device"],
-        **PRESETS[wildcards.preset],
+        **PRESETS[preset],
     }
-    return shlex.join(settings_to_args(settings))
+
+
+def stylize_args(wildcards):
+    return shlex.join(settings_to_args(preset_settings(wildcards.preset)))
+
+
+def targets_key(preset):
+    """Presets whose style Gram targets agree share one key; None: targets are per run."""
+    values = {**preset_settings(preset), "backbone": weights_file()}
+    settings = Settings.from_dict(values)
+    return style_targets.key_id(settings) if style_targets.cacheable(settings) else None
+
+
+# One preset per key supplies the settings `gatys targets` reads.
+KEY_PRESET = {}
+for _preset in PRESETS:
+    if targets_key(_preset):
+        KEY_PRESET.setdefault(targets_key(_preset), _preset)
+
+
+def targets_args(wildcards):
+    """Only what the targets depend on, so other changes to a preset do not recompute them."""
+    settings = preset_settings(KEY_PRESET[wildcards.key])
+    relevant = {k: v for k, v in settings.items() if k in style_targets.KEY_SETTINGS}
+    # A local rule: it runs where Snakemake runs, which may have no GPU (a login node).
+    return shlex.join(settings_to_args({**relevant, "device": "auto"}))
+
+
+def style_targets_file(wildcards):
+    key = targets_key(wildcards.preset)
+    return [f"results/targets/{key}/{wildcards.style}.pt"] if key else []
+
+
+def style_targets_flag(wildcards, input):
+    files = [input.targets] if isinstance(input.targets, str) else list(input.targets)
+    return shlex.join(["--style-targets", *files]) if files else ""
 
 
 def sheet_args(wildcards):

@@ -1,11 +1,32 @@
 # The GPU step: one run = one process = one GPU.
 
 
+# Each style image's Gram targets, once for every preset that shares them (seconds, local).
+rule style_targets:
+    input:
+        style=lambda wc: resized("style", wc.style),
+        weights=weights_file(),
+    output:
+        "results/targets/{key}/{style}.pt",
+    log:
+        "results/logs/targets/{key}/{style}.log",
+    conda:
+        "../../environment.yml"
+    params:
+        gatys=GATYS,
+        settings=targets_args,
+        version=GATYS_VERSION,
+    shell:
+        "{params.gatys} targets {input.style:q} -o {output:q} "
+        "--backbone {input.weights:q} {params.settings} 2> {log:q}"
+
+
 rule stylize:
     input:
         content=lambda wc: resized("content", wc.content),
         style=lambda wc: resized("style", wc.style),
         weights=weights_file(),
+        targets=style_targets_file,
     output:
         image=report(
             "results/runs/{preset}/{content}/{style}.png",
@@ -30,10 +51,11 @@ rule stylize:
     params:
         gatys=GATYS,
         settings=stylize_args,
+        targets=style_targets_flag,
         version=GATYS_VERSION,
     shell:
         "{params.gatys} stylize {input.content:q} {input.style:q} -o {output.image:q} "
         "--losses {output.losses:q} --provenance {output.provenance:q} "
-        "--backbone {input.weights:q} --threads {threads} {params.settings} "
+        "--backbone {input.weights:q} --threads {threads} {params.settings} {params.targets} "
         "--label preset={wildcards.preset:q} --label content={wildcards.content:q} "
         "--label style={wildcards.style:q} --quiet 2> {log:q}"
