@@ -1,0 +1,112 @@
+"""Throughput: seconds per loss evaluation and GFLOP/s against this machine's matmul peak.
+
+One evaluation is what the optimizer calls each step: VGG-19 forward to the deepest layer the
+losses read, the losses, and the gradient back to the image. FLOPs are counted analytically
+(`gatys.flops`); the peak is the best of large matrix products in the same precision, measured
+in the same run, so a busy machine lowers both.
+
+    python benchmarks/throughput.py --sizes 128 256 384 512 --precisions fp32 bf16
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from common import RESULTS, add_inputs, load_inputs, machine, sync, write_csv
+
+from gatys.flops import evaluation_flops
+from gatys.transfer import Settings, StyleTransfer, pick_device
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+def timed(fn, device: torch.device, min_reps: int, min_seconds: float) -> float:
+    """Median seconds of one call, after one warm-up call."""
+    fn()
+    sync(device)
+    times = []
+    while len(times) < min_reps or sum(times) < min_seconds:
+        start = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def matmul_peak(precision: str, device: torch.device, sizes=(1024, 2048, 4096)) -> tuple[float, int]:
+    """Best GFLOP/s of an n x n matrix product over a few n, and that n."""
+    best = (0.0, 0)
+    for n in sizes:
+        a = torch.randn(n, n, device=device, dtype=DTYPES[precision])
+        b = torch.randn(n, n, device=device, dtype=DTYPES[precision])
+        seconds = timed(lambda: torch.mm(a, b), device, min_reps=3, min_seconds=1.0)
+        best = max(best, (2 * n**3 / seconds / 1e9, n))
+    return best
+
+
+def evaluation_speed(size: int, precision: str, args, content, style) -> dict:
+    settings = Settings(size=size, precision=precision, device=args.device, backbone=args.backbone)
+    transfer = StyleTransfer(settings)
+    if args.layout == "nchw":  # the default layout of PyTorch, for comparison
+        transfer.model.to(memory_format=torch.contiguous_format)
+        transfer.model.channels_last = False
+    if args.compile:
+        transfer.model = torch.compile(transfer.model)
+    loss_fn = transfer.targets(transfer._tensor(content, size), [transfer._tensor(style, size)])
+    image = transfer._tensor(content, size).requires_grad_(True)
+
+    def one():
+        image.grad = None
+        transfer.evaluate(image, loss_fn)
+
+    if transfer.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(transfer.device)
+    seconds = timed(one, transfer.device, args.reps, args.min_seconds)
+    height, width = image.shape[-2:]
+    flops = evaluation_flops(transfer.model, height, width, settings.style_layers)
+    row = {
+        "size": size, "height": height, "width": width, "precision": precision, "device": str(transfer.device),
+        "layout": args.layout, "compiled": args.compile, "s_per_eval": round(seconds, 4), "gflop_per_eval": round(flops / 1e9, 2),
+        "gflops": round(flops / seconds / 1e9, 1),
+    }  # fmt: skip
+    if transfer.device.type == "cuda":
+        row["peak_memory_mib"] = round(torch.cuda.max_memory_allocated(transfer.device) / 2**20)
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[128, 256, 384, 512])
+    parser.add_argument("--precisions", nargs="+", choices=sorted(DTYPES), default=["fp32", "bf16"])
+    add_inputs(parser)
+    parser.add_argument("--layout", choices=("nhwc", "nchw"), default="nhwc", help="activations' memory layout")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the network (compile time excluded)")
+    parser.add_argument("--reps", type=int, default=5, help="at least this many timed evaluations")
+    parser.add_argument("--min-seconds", type=float, default=5.0, help="and at least this long")
+    parser.add_argument("--out", type=Path, default=RESULTS / "throughput.csv")
+    args = parser.parse_args()
+    content, style = load_inputs(args)
+    device = pick_device(args.device)
+    rows = []
+    for precision in args.precisions:
+        peak, n = matmul_peak(precision, device)
+        print(f"{precision}: matmul peak {peak:.0f} GFLOP/s ({n} x {n})")
+        for size in args.sizes:
+            row = evaluation_speed(size, precision, args, content, style)
+            row.update(matmul_gflops=round(peak, 1), matmul_n=n, fraction_of_peak=round(row["gflops"] / peak, 3))
+            row.update(machine())
+            rows.append(row)
+            print(
+                f"{precision} {size:>5} px: {row['s_per_eval']:.3f} s/eval, {row['gflops']:.0f} GFLOP/s "
+                f"= {row['fraction_of_peak']:.0%} of matmul peak"
+            )
+    write_csv(rows, args.out)
+
+
+if __name__ == "__main__":
+    main()

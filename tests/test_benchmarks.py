@@ -1,0 +1,38 @@
+"""The benchmark scripts run and write the CSV columns the README's tables come from (tiny sizes)."""
+
+import subprocess
+import sys
+
+import pandas as pd
+
+from gallery import ROOT
+
+
+def bench(script: str, *args: str) -> None:
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args], check=True, cwd=ROOT, timeout=600)
+
+
+def test_throughput_csv(small_images, tmp_path):
+    content, style = small_images
+    out = tmp_path / "throughput.csv"
+    bench("throughput.py", "--sizes", "32", "--precisions", "fp32", "--reps", "2", "--min-seconds", "0",
+          "--content", str(content), "--style", str(style), "--threads", "1", "--out", str(out))  # fmt: skip
+    row = pd.read_csv(out).iloc[0]
+    assert row["size"] == 32 and row["precision"] == "fp32" and row["layout"] == "nhwc"
+    assert row["s_per_eval"] > 0 and row["gflops"] > 0 and row["matmul_gflops"] > 0
+    assert row["fraction_of_peak"] == round(row["gflops"] / row["matmul_gflops"], 3)
+
+
+def test_time_to_quality_csv_and_images(small_images, tmp_path):
+    content, style = small_images
+    bench("time_to_quality.py", "--sizes", "32", "--baseline-steps", "5", "--stride", "1", "--threads", "1",
+          "--variant", "short:steps=5,precision=fp32", "--content", str(content), "--style", str(style),
+          "--out", str(tmp_path))  # fmt: skip
+    table = pd.read_csv(tmp_path / "time_to_quality.csv").set_index("run")
+    assert list(table.index) == ["baseline", "defaults", "short"]
+    assert table.loc["baseline", "evaluations"] == 5 and table.loc["baseline", "precision"] == "fp32"
+    # the same settings in the same precision are the same optimization: same image, same loss
+    assert table.loc["short", "quality_vs_baseline"] == 1.0 and table.loc["short", "ratio_to_baseline"] > 0
+    trajectory = pd.read_csv(tmp_path / "time_to_quality_trajectory.csv")
+    assert set(trajectory["run"]) == {"baseline", "defaults", "short"} and (trajectory["quality"] > 0).all()
+    assert (tmp_path / "time_to_quality_32_defaults.png").is_file()
