@@ -25,17 +25,19 @@ from gatys.transfer import Settings, StyleTransfer, pick_device
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
-def timed(fn, device: torch.device, min_reps: int, min_seconds: float) -> float:
-    """Median seconds of one call, after one warm-up call."""
+def timed(fn, device: torch.device, min_reps: int, min_seconds: float) -> tuple[float, float]:
+    """Median seconds of one call after a warm-up call, and the warm-up call's seconds."""
+    start = time.perf_counter()
     fn()
     sync(device)
+    first = time.perf_counter() - start
     times = []
     while len(times) < min_reps or sum(times) < min_seconds:
         start = time.perf_counter()
         fn()
         sync(device)
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return statistics.median(times), first
 
 
 def matmul_peak(precision: str, device: torch.device, sizes=(1024, 2048, 4096)) -> tuple[float, int]:
@@ -44,7 +46,7 @@ def matmul_peak(precision: str, device: torch.device, sizes=(1024, 2048, 4096)) 
     for n in sizes:
         a = torch.randn(n, n, device=device, dtype=DTYPES[precision])
         b = torch.randn(n, n, device=device, dtype=DTYPES[precision])
-        seconds = timed(lambda: torch.mm(a, b), device, min_reps=3, min_seconds=1.0)
+        seconds, _ = timed(lambda: torch.mm(a, b), device, min_reps=3, min_seconds=1.0)
         best = max(best, (2 * n**3 / seconds / 1e9, n))
     return best
 
@@ -66,12 +68,12 @@ def evaluation_speed(size: int, precision: str, args, content, style) -> dict:
 
     if transfer.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(transfer.device)
-    seconds = timed(one, transfer.device, args.reps, args.min_seconds)
+    seconds, first = timed(one, transfer.device, args.reps, args.min_seconds)  # first: compiling, if --compile
     height, width = image.shape[-2:]
     flops = evaluation_flops(transfer.model, height, width, settings.style_layers)
     row = {
         "size": size, "height": height, "width": width, "precision": precision, "device": str(transfer.device),
-        "layout": args.layout, "compiled": args.compile, "s_per_eval": round(seconds, 4), "gflop_per_eval": round(flops / 1e9, 2),
+        "layout": args.layout, "compiled": args.compile, "first_eval_s": round(first, 3), "s_per_eval": round(seconds, 4), "gflop_per_eval": round(flops / 1e9, 2),
         "gflops": round(flops / seconds / 1e9, 1),
     }  # fmt: skip
     if transfer.device.type == "cuda":

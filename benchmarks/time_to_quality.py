@@ -75,7 +75,7 @@ def run(name: str, settings: Settings, content, style, quality: Quality, stride:
     summary = {
         "run": name, "evaluations": result.info["evaluations"], "seconds": round(wall, 2),
         "optimizer_seconds": round(result.info["elapsed_s"], 2), "quality": final,
-        "precision": transfer.precision,
+        "precision": transfer.precision, "compiled": result.info["compiled"],
         "sizes": "/".join(str(s) for s in result.info["sizes"]),
     }  # fmt: skip
     if transfer.device.type == "cuda":

@@ -156,3 +156,14 @@ def test_unknown_backbone_is_a_config_error():
     with pytest.raises(ConfigError, match="config key 'backbone': 'vgg16' is neither one of vgg19-caffe"):
         check_config({**BASE, "backbone": "vgg16", "presets": {"p": {}}})
     check_config({**BASE, "presets": {"p": {"steps": 3}}})  # a good config passes
+
+
+def test_run_settings_take_the_shared_keys_then_the_preset():
+    from gatys.inputs import run_settings
+
+    config = {**BASE, "compile": True, "presets": {"p": {"steps": 3, "seed": 5}}}
+    assert run_settings(config, "p") == {"size": 64, "seed": 5, "device": "auto", "compile": "on", "steps": 3}
+    # YAML reads on/off as booleans; the schema also admits the strings and auto
+    for value, mode in ((False, "off"), ("off", "off"), ("on", "on"), ("auto", "auto")):
+        assert run_settings({**config, "compile": value}, "p")["compile"] == mode
+    assert run_settings({k: v for k, v in config.items() if k != "compile"}, "p")["compile"] == "off"

@@ -143,6 +143,10 @@ def test_settings_validation():
         Settings(steps=0)
     with pytest.raises(ValueError, match="scales"):
         Settings(size=64, scales=4)
+    with pytest.raises(ValueError, match="compile: 'yes' is not one of auto, on, off"):
+        Settings(compile="yes")
+    with pytest.raises(ValueError, match="history: must be a positive integer"):
+        Settings(history=0)
     with pytest.raises(ValueError, match="unknown setting\\(s\\): colour"):
         Settings.from_dict({"colour": "none"})
 
@@ -210,3 +214,56 @@ def test_bf16_run_converges_like_fp32(small_pil, transfer_of):
         final[p] = float(loss_fn(image, judge.model(image))[0])
     start = results["fp32"].rows[0]["total"]
     assert final["bf16"] < 0.2 * start and final["bf16"] <= 1.1 * final["fp32"]
+
+
+def test_compiled_network_gives_the_eager_result(small_pil, transfer_of, tmp_path, monkeypatch):
+    """`compile: on` builds real Inductor kernels (a fresh cache, so nothing is reused) and the
+    run ends where the uncompiled one does, to float rounding."""
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
+    content, style = small_pil
+    results = {mode: transfer_of(tiny(steps=8, precision="fp32", compile=mode)).stylize(content, [style]) for mode in ("off", "on")}
+    assert results["on"].info["compiled"] and not results["off"].info["compiled"]
+    assert any((tmp_path / "inductor").rglob("*.py")), "Inductor wrote no kernels"
+    eager, compiled = ([r["total"] for r in results[m].rows] for m in ("off", "on"))
+    assert len(compiled) == len(eager) == 8
+    assert compiled == pytest.approx(eager, rel=1e-3)
+
+
+def test_compile_auto_falls_back_to_the_eager_network(small_pil, transfer_of, monkeypatch):
+    from gatys import transfer as module
+
+    def broken_compile(model):
+        def run(image):
+            raise RuntimeError("InvalidCxxCompiler: No working C++ compiler found")
+
+        return run
+
+    monkeypatch.setattr(module.torch, "compile", broken_compile)
+    monkeypatch.setattr(module, "can_compile", lambda device: True)
+    content, style = small_pil
+    with pytest.warns(UserWarning, match="running the network uncompiled"):
+        result = transfer_of(tiny(steps=3, compile="auto")).stylize(content, [style])
+    assert not result.info["compiled"] and len(result.rows) == 3
+    with pytest.raises(RuntimeError, match="compile: torch.compile failed .*; use --compile off"):
+        transfer_of(tiny(steps=3, compile="on")).stylize(content, [style])
+
+
+def test_compile_auto_needs_a_compiler(monkeypatch):
+    from gatys import transfer as module
+
+    cpu = torch.device("cpu")
+    monkeypatch.delenv("CXX", raising=False)
+    monkeypatch.setattr(module.shutil, "which", lambda name: None)
+    assert not module.can_compile(cpu) and not module.pick_compile("auto", cpu)
+    assert module.pick_compile("on", cpu) and not module.pick_compile("off", cpu)
+    monkeypatch.setattr(module.shutil, "which", lambda name: f"/usr/bin/{name}" if name == "clang++" else None)
+    assert module.can_compile(cpu) and module.pick_compile("auto", cpu)
+    assert not module.can_compile(torch.device("mps"))
+
+
+def test_lbfgs_history_is_a_setting(small_pil, transfer_of):
+    content, style = small_pil
+    short = transfer_of(tiny(steps=12, history=2, tolerance=0)).stylize(content, [style])
+    default = transfer_of(tiny(steps=12, tolerance=0)).stylize(content, [style])
+    assert [r["total"] for r in short.rows][:2] == [r["total"] for r in default.rows][:2]
+    assert [r["total"] for r in short.rows] != [r["total"] for r in default.rows]

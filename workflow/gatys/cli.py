@@ -9,7 +9,7 @@ from pathlib import Path
 from . import __version__
 from .backbone import BACKBONES, WeightsError
 from .imaging import ImageError
-from .transfer import INITS, OPTIMIZERS, PRECISIONS, PRESERVE_COLOR, NonFiniteLoss, Settings
+from .transfer import COMPILE, INITS, OPTIMIZERS, PRECISIONS, PRESERVE_COLOR, NonFiniteLoss, Settings
 
 DEFAULTS = Settings()
 
@@ -70,6 +70,9 @@ def _add_settings(p) -> None:
     p.add_argument("--window", type=int, default=d.window, help="early stop: over this many evaluations")
     p.add_argument("--precision", choices=PRECISIONS, default=d.precision,
                    help="auto: bf16 on CPUs with native bf16 and CUDA GPUs, else fp32 (%(default)s)")  # fmt: skip
+    p.add_argument("--history", type=int, default=d.history, help="L-BFGS correction pairs (%(default)s)")
+    p.add_argument("--compile", choices=COMPILE, default=d.compile,
+                   help="torch.compile the network; auto: where a compiler is found (%(default)s)")  # fmt: skip
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--device", default=d.device, help="auto | cpu | cuda | cuda:N | mps")
     p.add_argument("--threads", type=int, help="CPU threads for torch")
@@ -97,7 +100,7 @@ SETTING_ARGS = [
     "size", "steps", "content_weight", "style_weight", "tv_weight", "content_layers", "style_layers",
     "style_layer_weights", "optimizer", "learning_rate", "init", "pooling", "features", "backbone",
     "backbone_sha256", "normalize", "calibration", "scales", "style_scale", "preserve_color",
-    "style_blend", "tolerance", "window", "precision", "seed", "device",
+    "style_blend", "tolerance", "window", "precision", "history", "compile", "seed", "device",
 ]  # fmt: skip
 
 
@@ -188,11 +191,12 @@ def cmd_sheet(args) -> int:
 
 
 def cmd_summarize(args) -> int:
-    from .summary import plot_loss_curves, summarize, write_summary
+    from .summary import load_runs, plot_loss_curves, summarize, write_summary
 
-    write_summary(summarize(args.losses), args.output)
+    runs = load_runs(args.losses)  # each CSV and provenance file read once, for the table and the plot
+    write_summary(summarize(runs), args.output)
     if args.plot:
-        plot_loss_curves(args.losses, args.plot)
+        plot_loss_curves(runs, args.plot)
     return 0
 
 

@@ -119,14 +119,29 @@ def check_cluster_names(paths: list[Path]) -> None:
         )
 
 
+def compile_mode(value) -> str:
+    """The config's ``compile`` (YAML reads on/off/yes/no as booleans) as a setting: on, off or auto."""
+    if value is True or value is False:
+        return "on" if value else "off"
+    return str(value)
+
+
+def run_settings(config: dict, preset: str) -> dict:
+    """The settings of one preset's runs: the config's shared keys, then the preset's own."""
+    return {
+        "size": config["size"], "seed": config["seed"], "device": config["device"],
+        "compile": compile_mode(config.get("compile", False)), **config["presets"][preset],
+    }  # fmt: skip
+
+
 def check_config(config: dict) -> None:
     """What the JSON schema cannot say: every preset is a valid run, the backbone exists."""
     from .backbone import BACKBONES
     from .transfer import Settings
 
     check_presets(config["presets"])
-    for name, preset in config["presets"].items():
-        values = {"size": config["size"], "seed": config["seed"], "device": config["device"], **preset}
+    for name in config["presets"]:
+        values = run_settings(config, name)
         try:
             Settings.from_dict({**values, "backbone": config["backbone"]})
         except ValueError as err:

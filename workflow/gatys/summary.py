@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -18,19 +19,38 @@ def provenance_path(losses_csv: str | Path) -> Path:
     return path.with_name(path.name.removesuffix(".losses.csv") + ".json")
 
 
-def summarize(losses_csvs: list[str | Path]) -> pd.DataFrame:
-    """One row per run: content, style, preset; the final evaluation's unweighted losses
-    (``loss_<term>``), weighted terms (``weighted_<term>``) and ``total``; evaluations, seconds,
-    device, size and the loss CSV it came from."""
-    records = []
+@dataclass
+class Run:
+    """One run's files, read once: its loss CSV path, its rows and its provenance record."""
+
+    csv: str
+    losses: pd.DataFrame
+    record: dict
+
+    @property
+    def labels(self) -> dict:
+        return self.record.get("labels", {})
+
+
+def load_runs(losses_csvs: list[str | Path]) -> list[Run]:
+    runs = []
     for csv in losses_csvs:
         losses = pd.read_csv(csv)
         if losses.empty:
             raise ValueError(f"{csv}: no loss rows; delete it and rerun")
-        record = json.loads(provenance_path(csv).read_text())
-        settings, labels = record["settings"], record.get("labels", {})
+        runs.append(Run(str(csv), losses, json.loads(provenance_path(csv).read_text())))
+    return runs
+
+
+def summarize(runs: list[Run]) -> pd.DataFrame:
+    """One row per run: content, style, preset; the final evaluation's unweighted losses
+    (``loss_<term>``), weighted terms (``weighted_<term>``) and ``total``; evaluations, seconds,
+    device, size and the loss CSV it came from."""
+    records = []
+    for run in runs:
+        losses, settings = run.losses, run.record["settings"]
         final = losses.iloc[-1]
-        row = {key: labels.get(key, "") for key in LABELS}
+        row = {key: run.labels.get(key, "") for key in LABELS}
         for column in losses.columns:  # unweighted terms, as in the loss CSV
             if column not in ("step", "scale", "size", "elapsed_s", "total"):
                 row[f"loss_{column}"] = float(final[column])
@@ -38,10 +58,10 @@ def summarize(losses_csvs: list[str | Path]) -> pd.DataFrame:
             row[f"weighted_{term}"] = settings[f"{term}_weight"] * row[f"loss_{term}"]
         row["total"] = float(final["total"])
         row["evaluations"] = len(losses)
-        row["seconds"] = round(float(record["result"]["elapsed_s"]), 3)
-        row["device"] = record["result"]["device"]
+        row["seconds"] = round(float(run.record["result"]["elapsed_s"]), 3)
+        row["device"] = run.record["result"]["device"]
         row["size"] = int(final["size"])
-        row["losses_csv"] = str(csv)
+        row["losses_csv"] = run.csv
         records.append(row)
     frame = pd.DataFrame(records)
     return frame.sort_values(list(LABELS), kind="stable").reset_index(drop=True) if records else frame
@@ -52,23 +72,20 @@ def write_summary(frame: pd.DataFrame, path: str | Path) -> None:
         frame.to_csv(tmp, index=False, float_format="%.9g")
 
 
-def plot_loss_curves(losses_csvs: list[str | Path], path: str | Path) -> None:
+def plot_loss_curves(runs: list[Run], path: str | Path) -> None:
     """Total loss against evaluation, one line per run, one panel per preset (log scale)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    runs = []
-    for csv in losses_csvs:
-        labels = json.loads(provenance_path(csv).read_text()).get("labels", {})
-        runs.append((labels, pd.read_csv(csv)))
-    presets = sorted({labels.get("preset", "") for labels, _ in runs}) or [""]
+    presets = sorted({run.labels.get("preset", "") for run in runs}) or [""]
     fig, axes = plt.subplots(1, len(presets), figsize=(5 * len(presets), 4), squeeze=False)
     for ax, preset in zip(axes[0], presets):
-        for labels, frame in runs:
-            if labels.get("preset", "") == preset:
-                ax.plot(frame["step"], frame["total"], label=f"{labels.get('content', '')} × {labels.get('style', '')}")
+        for run in runs:
+            if run.labels.get("preset", "") == preset:
+                label = f"{run.labels.get('content', '')} × {run.labels.get('style', '')}"
+                ax.plot(run.losses["step"], run.losses["total"], label=label)
         ax.set_yscale("log")
         ax.set_xlabel("loss evaluation")
         ax.set_ylabel("total loss")

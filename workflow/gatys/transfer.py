@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import math
+import os
+import shutil
 import time
+import warnings
 from dataclasses import asdict, dataclass, field, fields
 from typing import Callable
 
@@ -19,6 +22,7 @@ OPTIMIZERS = ("lbfgs", "adam")
 INITS = ("content", "noise", "style")
 PRESERVE_COLOR = ("none", "luminance", "histogram")
 PRECISIONS = ("auto", "fp32", "bf16")
+COMPILE = ("auto", "on", "off")
 
 
 class NonFiniteLoss(RuntimeError):
@@ -59,6 +63,8 @@ class Settings:
     backbone: str = "vgg19-caffe"
     backbone_sha256: str | None = None
     precision: str = "auto"  # bf16 autocast where the hardware runs it fast, else fp32
+    history: int = 100  # L-BFGS: correction pairs kept
+    compile: str = "off"  # torch.compile the network: on, off, auto (on where it can compile)
     device: str = "auto"
 
     def __post_init__(self):
@@ -73,14 +79,14 @@ class Settings:
     def validate(self) -> None:
         choices = {
             "optimizer": OPTIMIZERS, "init": INITS, "preserve_color": PRESERVE_COLOR,
-            "pooling": ("avg", "max"), "features": ("relu", "conv"), "precision": PRECISIONS,
+            "pooling": ("avg", "max"), "features": ("relu", "conv"), "precision": PRECISIONS, "compile": COMPILE,
             "device": ("auto", "cpu", "cuda", "mps"),
         }  # fmt: skip
         for key, allowed in choices.items():
             value = getattr(self, key)
             if value not in allowed and not (key == "device" and str(value).startswith("cuda:")):
                 raise ValueError(f"{key}: {value!r} is not one of {', '.join(allowed)}")
-        for key in ("size", "steps", "scales", "window"):
+        for key in ("size", "steps", "scales", "window", "history"):
             if int(getattr(self, key)) < 1:
                 raise ValueError(f"{key}: must be a positive integer, got {getattr(self, key)!r}")
         for key in ("content_weight", "style_weight", "tv_weight", "tolerance"):
@@ -151,6 +157,25 @@ def pick_precision(name: str, device: torch.device) -> str:
     return "fp32"
 
 
+def can_compile(device: torch.device) -> bool:
+    """Whether torch.compile's Inductor can build kernels here: Triton on CUDA, a C++ compiler on the CPU."""
+    if device.type == "cuda":
+        try:
+            import triton  # noqa: F401
+        except ImportError:
+            return False
+        return True
+    if device.type == "cpu":
+        compilers = [os.environ.get("CXX", ""), "g++", "clang++", "c++"]
+        return any(name and shutil.which(name) for name in compilers)
+    return False
+
+
+def pick_compile(name: str, device: torch.device) -> bool:
+    """``auto``: compile where Inductor can build kernels (see :func:`can_compile`)."""
+    return name == "on" or (name == "auto" and can_compile(device))
+
+
 @dataclass
 class Result:
     image: Image.Image
@@ -175,6 +200,9 @@ class StyleTransfer:
             self.model.use_channels_last()
         self.precision = pick_precision(settings.precision, self.device)
         self.normalized = False
+        # the network as evaluations run it: compiled (kernels fused, built on the first call of
+        # each image shape, cached on disk by Inductor for later processes) or eager
+        self.compiled = torch.compile(self.model) if pick_compile(settings.compile, self.device) else None
 
     # --- targets ---------------------------------------------------------------------
     def _tensor(self, img: Image.Image, long_side: int) -> torch.Tensor:
@@ -281,6 +309,7 @@ class StyleTransfer:
             "elapsed_s": time.perf_counter() - start,
             "device": str(self.device),
             "precision": self.precision,
+            "compiled": self.compiled is not None,
             "sizes": sizes,
         }
         return Result(imaging.to_image(result), rows, info)
@@ -301,11 +330,22 @@ class StyleTransfer:
         """
         image = image.clamp(0, 1)
         with self._autocast():
-            feats = self.model(image)
+            feats = self._features(image)
         total, terms = loss_fn(image, feats)
         if torch.isfinite(total):
             total.backward()
         return total, terms
+
+    def _features(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        if self.compiled is not None:
+            try:
+                return self.compiled(image)
+            except Exception as error:  # e.g. no working compiler: "auto" falls back to the eager network
+                if self.settings.compile == "on":
+                    raise RuntimeError(f"compile: torch.compile failed ({type(error).__name__}: {error}); use --compile off") from error
+                warnings.warn(f"torch.compile failed ({type(error).__name__}); running the network uncompiled")
+                self.compiled = None
+        return self.model(image)
 
     def _optimize(self, image, loss_fn, scale, size, rows, start, callback, observe) -> torch.Tensor:
         s = self.settings
@@ -344,7 +384,7 @@ class StyleTransfer:
         if s.optimizer == "lbfgs":
             optimizer = torch.optim.LBFGS(
                 [image], lr=1, max_iter=s.steps, max_eval=s.steps, tolerance_grad=0, tolerance_change=0,
-                history_size=100, line_search_fn="strong_wolfe",
+                history_size=s.history, line_search_fn="strong_wolfe",
             )  # fmt: skip
         else:
             optimizer = torch.optim.Adam([image], lr=s.learning_rate)

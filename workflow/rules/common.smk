@@ -7,7 +7,13 @@ from gatys import __version__ as GATYS_VERSION
 from gatys import style_targets
 from gatys.backbone import BACKBONES
 from gatys.cli import settings_to_args
-from gatys.inputs import ConfigError, check_cluster_names, check_config, scan
+from gatys.inputs import (
+    ConfigError,
+    check_cluster_names,
+    check_config,
+    run_settings,
+    scan,
+)
 from gatys.transfer import Settings
 
 # The gatys CLI of the Python that runs Snakemake, so the documented command works unactivated.
@@ -71,12 +77,7 @@ def all_runs(ext, content=None):
 
 
 def preset_settings(preset):
-    return {
-        "size": SIZE,
-        "seed": config["seed"],
-        "device": config["device"],
-        **PRESETS[preset],
-    }
+    return run_settings(config, preset)
 
 
 def stylize_args(wildcards):
