@@ -19,6 +19,7 @@ from gallery import (
     resize_long_side,
     result_files,
     run,
+    snakemake,
     source_image,
     write_config,
 )
@@ -162,3 +163,14 @@ def test_fresh_directories_give_identical_outputs(gallery, tmp_path):
     second = make_gallery(tmp_path / "second")
     run(second)
     assert_same_outputs(gallery[0], second)
+
+
+def test_turning_compile_on_reruns_every_run_compiled(gallery, tmp_path):
+    """`compile` is off by default and then absent from the commands; turning it on is a change
+    of every run (compiled kernels round differently) but not of the style targets."""
+    workdir = _copy(gallery[0], tmp_path)
+    write_config(workdir, {**TINY_CONFIG, "compile": True})
+    runs = len(CONTENTS) * len(STYLES) * len(PRESETS)
+    assert job_counts(workdir) == {"all": 1, "stylize": runs, "sheet": 2, "overview": 1, "summarize": 1}
+    proc = snakemake(workdir, "-n", "-p", "--cores", "2")
+    assert (proc.stdout + proc.stderr).count("--compile on") == runs

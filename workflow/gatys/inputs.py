@@ -127,11 +127,16 @@ def compile_mode(value) -> str:
 
 
 def run_settings(config: dict, preset: str) -> dict:
-    """The settings of one preset's runs: the config's shared keys, then the preset's own."""
-    return {
-        "size": config["size"], "seed": config["seed"], "device": config["device"],
-        "compile": compile_mode(config.get("compile", False)), **config["presets"][preset],
-    }  # fmt: skip
+    """The settings of one preset's runs: the config's shared keys, then the preset's own.
+
+    ``compile`` appears only when not off, so the stylize commands of a config that leaves it
+    off are those of earlier versions and their results stay up to date.
+    """
+    shared = {"size": config["size"], "seed": config["seed"], "device": config["device"]}
+    mode = compile_mode(config.get("compile", False))
+    if mode != "off":
+        shared["compile"] = mode
+    return {**shared, **config["presets"][preset]}
 
 
 def check_config(config: dict) -> None:
