@@ -340,10 +340,13 @@ class StyleTransfer:
         if self.compiled is not None:
             try:
                 return self.compiled(image)
+            except torch.cuda.OutOfMemoryError:
+                raise  # not the compiler's fault: reported like any other out-of-memory
             except Exception as error:  # e.g. no working compiler: "auto" falls back to the eager network
+                reason = f"{type(error).__name__}: {(str(error).strip().splitlines() or [''])[0]}"
                 if self.settings.compile == "on":
-                    raise RuntimeError(f"compile: torch.compile failed ({type(error).__name__}: {error}); use --compile off") from error
-                warnings.warn(f"torch.compile failed ({type(error).__name__}); running the network uncompiled")
+                    raise RuntimeError(f"compile: torch.compile failed ({reason}); use --compile off") from error
+                warnings.warn(f"torch.compile failed ({reason}); running the network uncompiled")
                 self.compiled = None
         return self.model(image)
 
