@@ -63,7 +63,7 @@ def test_coarse_to_fine_rows_and_sizes(small_pil, transfer_of):
 @pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
 def test_inits_and_optimizers_reduce_the_loss(small_pil, transfer_of, init, optimizer):
     content, style = small_pil
-    settings = tiny(init=init, optimizer=optimizer, steps=10, learning_rate=0.05)
+    settings = tiny(init=init, optimizer=optimizer, steps=10)  # Adam at its default rate
     rows = transfer_of(settings).stylize(content, [style]).rows
     assert len(rows) == 10 and rows[-1]["total"] < rows[0]["total"]
 
@@ -91,7 +91,7 @@ def test_several_styles_with_blend(small_pil, transfer_of):
 
 def test_preserve_color_luminance_keeps_content_chroma(small_pil, transfer_of):
     content, style = small_pil
-    out = transfer_of(tiny(preserve_color="luminance", steps=5)).stylize(content, [style]).image
+    out = transfer_of(tiny(preserve_color="luminance", steps=15)).stylize(content, [style]).image
     c = imaging.rgb_to_yiq(imaging.to_tensor(imaging.resize_long_side(content, 48)))
     o = imaging.rgb_to_yiq(imaging.to_tensor(out))
     assert (o[:, 1:] - c[:, 1:]).abs().mean() < 0.02  # I, Q from the content (up to clamping and rounding)

@@ -173,4 +173,7 @@ def test_turning_compile_on_reruns_every_run_compiled(gallery, tmp_path):
     runs = len(CONTENTS) * len(STYLES) * len(PRESETS)
     assert job_counts(workdir) == {"all": 1, "stylize": runs, "sheet": 2, "overview": 1, "summarize": 1}
     proc = snakemake(workdir, "-n", "-p", "--cores", "2")
-    assert (proc.stdout + proc.stderr).count("--compile on") == runs
+    lines = [line.strip() for line in (proc.stdout + proc.stderr).splitlines() if "--compile on" in line]
+    commands = [line for line in lines if line.startswith("Shell command:") and " stylize " in line]
+    reasons = [line for line in lines if line.startswith("reason: Params have changed")]
+    assert len(commands) == len(reasons) == runs
