@@ -101,9 +101,10 @@ def main() -> None:
         before = matmul_peak(precision, device)
         measured = [evaluation_speed(size, precision, args, content, style) for size in args.sizes]
         peak, n = max(before, matmul_peak(precision, device))
+        peak = round(peak, 1)  # as written to the CSV, so its fraction column recomputes exactly
         print(f"{precision}: matmul peak {peak:.0f} GFLOP/s ({n} x {n}; {before[0]:.0f} before the evaluations)")
         for row in measured:
-            row.update(matmul_gflops=round(peak, 1), matmul_n=n, fraction_of_peak=round(row["gflops"] / peak, 3))
+            row.update(matmul_gflops=peak, matmul_n=n, fraction_of_peak=round(row["gflops"] / peak, 3))
             row.update(machine())
             rows.append(row)
             print(
