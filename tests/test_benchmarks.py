@@ -36,3 +36,16 @@ def test_time_to_quality_csv_and_images(small_images, tmp_path):
     trajectory = pd.read_csv(tmp_path / "time_to_quality_trajectory.csv")
     assert set(trajectory["run"]) == {"baseline", "defaults", "short"} and (trajectory["quality"] > 0).all()
     assert (tmp_path / "time_to_quality_32_defaults.png").is_file()
+
+
+def test_parameterization_csv(small_images, tmp_path):
+    content, style = small_images
+    out = tmp_path / "parameterization.csv"
+    bench("parameterization.py", "--size", "32", "--evaluations", "6", "--pyramid", "2:0", "2:0.5", "--threads", "1",
+          "--content", str(content), "--style", str(style), "--out", str(out))  # fmt: skip
+    table = pd.read_csv(out).set_index("run")
+    assert list(table.index) == ["pixels", "pyramid 2:0", "pyramid 2:0.5"]
+    assert table.loc["pixels", "evaluations_to_pixels_final"] <= table.loc["pixels", "evaluations"] <= 6
+    # a coarse level of weight 0 leaves the image, hence every step, as on pixels alone
+    assert table.loc["pyramid 2:0", "final_loss"] == table.loc["pixels", "final_loss"]
+    assert table.loc["pyramid 2:0.5", "final_loss"] > 0

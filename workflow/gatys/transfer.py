@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import shutil
@@ -133,6 +134,7 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+@functools.cache  # read once per process, not at every run's construction
 def cpu_has_fast_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
     """True on CPUs with native bf16 arithmetic (AVX-512 BF16 or AMX); elsewhere bf16 is emulated."""
     try:
