@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from common import RESULTS, add_inputs, load_inputs, machine, write_csv
 
-from gatys.transfer import Settings, StyleTransfer
+from gatys.transfer import Settings, StyleTransfer, lbfgs
 
 
 def run(transfer: StyleTransfer, loss_fn, content: torch.Tensor, levels: int, weight: float, evaluations: int):
@@ -29,10 +29,7 @@ def run(transfer: StyleTransfer, loss_fn, content: torch.Tensor, levels: int, we
     height, width = content.shape[-2:]
     params = [content.clone().requires_grad_(True)]
     params += [content.new_zeros(1, 3, math.ceil(height / 2**k), math.ceil(width / 2**k), requires_grad=True) for k in range(1, levels)]  # fmt: skip
-    optimizer = torch.optim.LBFGS(
-        params, lr=1, max_iter=evaluations, max_eval=evaluations, tolerance_grad=0, tolerance_change=0,
-        history_size=transfer.settings.history, line_search_fn="strong_wolfe",
-    )  # fmt: skip
+    optimizer = lbfgs(params, evaluations, transfer.settings.history)
     best: list[float] = []
 
     def closure():

@@ -178,6 +178,14 @@ def pick_compile(name: str, device: torch.device) -> bool:
     return name == "on" or (name == "auto" and can_compile(device))
 
 
+def lbfgs(params: list[torch.Tensor], evaluations: int, history: int) -> torch.optim.LBFGS:
+    """L-BFGS as every run uses it: unit steps with a strong-Wolfe line search, stopped only by the evaluation budget."""
+    return torch.optim.LBFGS(
+        params, lr=1, max_iter=evaluations, max_eval=evaluations, tolerance_grad=0, tolerance_change=0,
+        history_size=history, line_search_fn="strong_wolfe",
+    )  # fmt: skip
+
+
 @dataclass
 class Result:
     image: Image.Image
@@ -387,10 +395,7 @@ class StyleTransfer:
             return total
 
         if s.optimizer == "lbfgs":
-            optimizer = torch.optim.LBFGS(
-                [image], lr=1, max_iter=s.steps, max_eval=s.steps, tolerance_grad=0, tolerance_change=0,
-                history_size=s.history, line_search_fn="strong_wolfe",
-            )  # fmt: skip
+            optimizer = lbfgs([image], s.steps, s.history)
         else:
             optimizer = torch.optim.Adam([image], lr=s.learning_rate)
         try:
