@@ -59,7 +59,7 @@ def test_coarse_to_fine_rows_and_sizes(small_pil, transfer_of):
     assert result.image.size == (64, 48)
 
 
-@pytest.mark.parametrize("init", ["content", "noise", "style"])
+@pytest.mark.parametrize("init", ["content", "recolored", "noise", "style"])
 @pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
 def test_inits_and_optimizers_reduce_the_loss(small_pil, transfer_of, init, optimizer):
     content, style = small_pil
@@ -103,6 +103,35 @@ def test_histogram_matching_moves_style_colors_to_content():
     style = torch.rand(1, 3, 16, 16) * 0.3
     matched = imaging.match_histogram(style, content)
     assert torch.allclose(matched.mean(dim=(2, 3)), content.mean(dim=(2, 3)), atol=1e-3)
+
+
+def test_recolor_gives_the_mean_and_covariance_asked_for():
+    torch.manual_seed(0)
+    photo = torch.rand(1, 3, 24, 32) * 0.3 + 0.5
+    painting = torch.rand(1, 3, 20, 20) * 0.3 + 0.3  # values that land inside [0, 1]: no clamping
+    painting[:, 2] = 0.5 * painting[:, 0] + 0.2  # correlated channels: the covariance is matched, not only the variances
+    mean, cov = imaging.color_stats([painting])
+    out_mean, out_cov = imaging.color_stats([imaging.recolor(photo, mean, cov)])
+    assert torch.allclose(out_mean, mean, atol=1e-4) and torch.allclose(out_cov, cov, atol=1e-4)
+
+
+def test_color_stats_of_several_images_pool_their_pixels():
+    a, b = torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 8) * 0.5 + 0.5
+    pooled = imaging.color_stats([torch.cat([a, b], dim=3)])
+    mixture = imaging.color_stats([a, b], [2.0, 2.0])  # equal weights, any scale
+    assert all(torch.allclose(x, y) for x, y in zip(pooled, mixture))
+    only_a = imaging.color_stats([a, b], [1.0, 0.0])
+    assert all(torch.allclose(x, y) for x, y in zip(only_a, imaging.color_stats([a])))
+
+
+def test_recolored_init_starts_from_the_photo_in_the_style_colors(small_pil, transfer_of):
+    content, style = small_pil
+    first = {}
+    transfer_of(tiny(init="recolored", steps=1)).stylize(content, [style], observe=lambda row, img: first.setdefault("img", img))
+    style_mean = imaging.to_tensor(style).mean(dim=(2, 3))
+    content_mean = imaging.to_tensor(imaging.resize_long_side(content, 48)).mean(dim=(2, 3))
+    start_mean = first["img"].mean(dim=(2, 3))
+    assert (start_mean - style_mean).abs().max() < 0.02 < (content_mean - style_mean).abs().max()
 
 
 def test_preserve_color_histogram_runs(small_pil, transfer_of):

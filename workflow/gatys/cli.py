@@ -55,7 +55,8 @@ def _add_settings(p) -> None:
     p.add_argument("--style-layer-weights", type=_floats, help="comma-separated, one per style layer (1/n each)")
     p.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer)
     p.add_argument("--learning-rate", type=float, default=d.learning_rate, help="Adam only (%(default)s)")
-    p.add_argument("--init", choices=INITS, default=d.init)
+    p.add_argument("--init", choices=INITS, default=d.init,
+                   help="start from the photo, the photo in the style's colors, noise, or the style image (%(default)s)")  # fmt: skip
     p.add_argument("--pooling", choices=("avg", "max"), default=d.pooling)
     p.add_argument("--features", choices=("relu", "conv"), default=d.features, help="read ReLU outputs or convs")
     p.add_argument("--backbone", default=d.backbone, help=f"{' | '.join(BACKBONES)} | PATH to a state dict")

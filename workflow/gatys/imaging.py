@@ -175,17 +175,30 @@ def _sqrtm(cov: torch.Tensor, inverse: bool = False) -> torch.Tensor:
     return vectors @ torch.diag(values.pow(power)) @ vectors.T
 
 
-def match_histogram(style: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
-    """Linear color transfer of the style image to the content's mean and covariance (2017, §3.2)."""
-
-    def stats(x):
+def color_stats(images: list[torch.Tensor], weights: list[float] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean (3 x 1) and covariance (3 x 3) of the pixels, float64; several images pool as a weighted mixture."""
+    weights = [1.0] * len(images) if weights is None else [float(w) for w in weights]
+    total = sum(weights)
+    means, covs = [], []
+    for x in images:
         flat = x.reshape(3, -1).double()
         mean = flat.mean(dim=1, keepdim=True)
         centered = flat - mean
-        return flat, mean, centered @ centered.T / flat.shape[1] + 1e-5 * torch.eye(3, dtype=flat.dtype)
+        means.append(mean)
+        covs.append(centered @ centered.T / flat.shape[1])
+    mean = sum(w / total * m for w, m in zip(weights, means))
+    cov = sum(w / total * (c + (m - mean) @ (m - mean).T) for w, m, c in zip(weights, means, covs))
+    return mean, cov + 1e-5 * torch.eye(3, dtype=cov.dtype)
 
-    flat, s_mean, s_cov = stats(style)
-    _, c_mean, c_cov = stats(content)
-    transform = _sqrtm(c_cov) @ _sqrtm(s_cov, inverse=True)
-    out = transform @ (flat - s_mean) + c_mean
-    return out.reshape(style.shape).to(style.dtype).clamp(0, 1)
+
+def recolor(x: torch.Tensor, mean: torch.Tensor, cov: torch.Tensor) -> torch.Tensor:
+    """Linear color transfer (2017, §3.2): x's pixels moved to the given mean and covariance."""
+    x_mean, x_cov = color_stats([x])
+    transform = _sqrtm(cov) @ _sqrtm(x_cov, inverse=True)
+    out = transform @ (x.reshape(3, -1).double() - x_mean) + mean
+    return out.reshape(x.shape).to(x.dtype).clamp(0, 1)
+
+
+def match_histogram(style: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
+    """The style image in the content's colors (its mean and covariance), for ``preserve_color: histogram``."""
+    return recolor(style, *color_stats([content]))

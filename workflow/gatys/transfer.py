@@ -20,7 +20,7 @@ from .backbone import CONV_NAMES, VGGFeatures, Weights, load_weights
 from .losses import ALPHA_OVER_BETA, CONTENT_LAYERS, STYLE_LAYERS, ContentLoss, GatysLoss, StyleLoss
 
 OPTIMIZERS = ("lbfgs", "adam")
-INITS = ("content", "noise", "style")
+INITS = ("content", "recolored", "noise", "style")
 PRESERVE_COLOR = ("none", "luminance", "histogram")
 PRECISIONS = ("auto", "fp32", "bf16")
 COMPILE = ("auto", "on", "off")
@@ -306,8 +306,7 @@ class StyleTransfer:
             else:
                 loss_fn = self.targets(content, grams=grams[size])
             if image is None:
-                style_init = self._tensor(style_imgs[0], size) if s.init == "style" else None
-                image = self._init(content, style_init, generator)
+                image = self._init(content, style_imgs, size, generator)
             else:
                 image = F.interpolate(image, size=content.shape[-2:], mode="bicubic", align_corners=False).clamp(0, 1)
             image = self._optimize(image.contiguous(), loss_fn, scale, size, rows, start, callback, observe)
@@ -324,11 +323,15 @@ class StyleTransfer:
         }
         return Result(imaging.to_image(result), rows, info)
 
-    def _init(self, content: torch.Tensor, style: torch.Tensor | None, generator: torch.Generator) -> torch.Tensor:
+    def _init(self, content: torch.Tensor, style_imgs: list[Image.Image], size: int, generator: torch.Generator) -> torch.Tensor:
         init = self.settings.init
         if init == "content":
             return content.clone()
+        if init == "recolored":  # the photo in the style's colors (mean and covariance of its pixels)
+            stats = imaging.color_stats([imaging.to_tensor(img) for img in style_imgs], self.settings.style_blend)
+            return imaging.recolor(content.cpu(), *stats).to(self.device)
         if init == "style":
+            style = self._tensor(style_imgs[0], size)
             return F.interpolate(style, size=content.shape[-2:], mode="bicubic", align_corners=False).clamp(0, 1)
         return torch.rand(content.shape, generator=generator).to(self.device)
 
