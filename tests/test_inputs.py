@@ -170,3 +170,15 @@ def test_run_settings_take_the_shared_keys_then_the_preset():
     for value in (False, "off", None):
         values = {**config, "compile": value} if value is not None else {k: v for k, v in config.items() if k != "compile"}
         assert "compile" not in run_settings(values, "p")
+
+
+def test_config_schema_admits_exactly_the_engines_choices():
+    """The schema repeats the engine's choices; a choice added to one only must fail here, not in a user's config."""
+    import yaml
+
+    from gatys.transfer import INITS, OPTIMIZERS, PRECISIONS, PRESERVE_COLOR
+
+    schema = yaml.safe_load((Path(__file__).parents[1] / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    presets = schema["properties"]["presets"]["additionalProperties"]["properties"]
+    engine = {"optimizer": OPTIMIZERS, "init": INITS, "preserve_color": PRESERVE_COLOR, "precision": PRECISIONS}
+    assert {key: tuple(presets[key]["enum"]) for key in engine} == engine
