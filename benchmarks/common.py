@@ -15,6 +15,7 @@ sys.path.insert(0, str(HERE.parent / "workflow"))  # run from a checkout without
 
 PAPER = HERE.parent.parent / "shared" / "paper"
 RESULTS = HERE / "results"
+MALLOC = {"setting": "default"}  # what load_inputs set: gatys.allocator's or glibc's own
 
 
 def add_inputs(parser) -> None:
@@ -24,6 +25,8 @@ def add_inputs(parser) -> None:
     parser.add_argument("--backbone", default="vgg19-caffe", help="a backbone name or a state-dict file")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, help="CPU threads (default: torch's)")
+    parser.add_argument("--malloc", choices=("keep", "default"), default="keep",
+                        help="keep: freed memory is reused, as `gatys` runs (gatys.allocator); default: glibc's settings")  # fmt: skip
 
 
 def load_inputs(args):
@@ -35,6 +38,10 @@ def load_inputs(args):
         sys.exit(f"missing {', '.join(missing)}: pass --content and --style (the paper's pair: ../shared/paper/)")
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.malloc == "keep":
+        from gatys.allocator import keep_freed_memory
+
+        MALLOC["setting"] = "keep" if keep_freed_memory() else "default (keep refused)"
     return imaging.load_image(args.content), imaging.load_image(args.style)
 
 
@@ -52,7 +59,8 @@ def machine() -> dict:
         except OSError:
             pass
     return {"hardware": name, "threads": torch.get_num_threads(), "torch": torch.__version__,
-            "load_1min": round(os.getloadavg()[0], 2)}  # fmt: skip
+            "load_1min": round(os.getloadavg()[0], 2),
+            "malloc": MALLOC["setting"]}  # fmt: skip
 
 
 def write_csv(rows: list[dict], path: Path) -> pd.DataFrame:

@@ -11,6 +11,7 @@ in the same run, so a busy machine lowers both.
 from __future__ import annotations
 
 import argparse
+import resource
 import statistics
 import time
 from pathlib import Path
@@ -68,12 +69,17 @@ def evaluation_speed(size: int, precision: str, args, content, style) -> dict:
     if transfer.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(transfer.device)
     seconds, first = timed(one, transfer.device, args.reps, args.min_seconds)  # first: compiling, if --compile
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt  # page faults: five more evaluations
+    repeats = 5
+    for _ in range(repeats):
+        one()
+    faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / repeats
     height, width = image.shape[-2:]
     flops = evaluation_flops(transfer.model, height, width, settings.style_layers)
     row = {
         "size": size, "height": height, "width": width, "precision": precision, "device": str(transfer.device),
         "layout": args.layout, "compiled": transfer.compiled is not None, "first_eval_s": round(first, 3), "s_per_eval": round(seconds, 4), "gflop_per_eval": round(flops / 1e9, 2),
-        "gflops": round(flops / seconds / 1e9, 1),
+        "gflops": round(flops / seconds / 1e9, 1), "page_faults_per_eval": round(faults),
     }  # fmt: skip
     if transfer.device.type == "cuda":
         row["peak_memory_mib"] = round(torch.cuda.max_memory_allocated(transfer.device) / 2**20)

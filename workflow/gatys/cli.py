@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
+from .allocator import keep_freed_memory
 from .backbone import BACKBONES, WeightsError
 from .imaging import ImageError
 from .transfer import COMPILE, INITS, OPTIMIZERS, PRECISIONS, PRESERVE_COLOR, NonFiniteLoss, Settings
@@ -239,6 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    keep_freed_memory()  # every evaluation reuses the last one's memory (gatys.allocator)
     try:
         return args.func(args)
     except (ImageError, WeightsError, NonFiniteLoss, ValueError, RuntimeError) as err:
