@@ -51,6 +51,40 @@ def test_pooling_choice(caffe_weights):
         VGGFeatures(caffe_weights, ["conv2_1"], pooling="median")
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("shape", [(1, 8, 12, 16), (1, 8, 13, 11)])  # odd sizes leave a row and a column unpooled
+def test_avg_pool_backward_is_torchs(dtype, layout, shape):
+    x = torch.randn(shape).to(dtype=dtype, memory_format=layout)
+    grad = torch.randn(shape[0], shape[1], shape[2] // 2, shape[3] // 2, dtype=dtype)
+    mine, reference = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    out = backbone.AvgPool()(mine)
+    assert torch.equal(out, torch.nn.AvgPool2d(2, 2)(reference))
+    out.backward(grad)
+    torch.nn.AvgPool2d(2, 2)(reference).backward(grad)
+    assert torch.equal(mine.grad, reference.grad)
+    assert mine.grad.is_contiguous(memory_format=layout) or shape[2] % 2
+
+
+def test_bf16_copy_of_the_network_computes_what_autocast_computes(caffe_weights):
+    """Convolution weights cast once give bit-identical features and gradients under autocast."""
+    model = VGGFeatures(caffe_weights, ["conv1_1", "conv2_1"]).use_channels_last()
+    twin = model.with_convolutions_in(torch.bfloat16)
+    assert all(m.weight.dtype == torch.bfloat16 for m in twin.net if isinstance(m, torch.nn.Conv2d))
+    assert all(m.weight.dtype == torch.float32 for m in model.net if isinstance(m, torch.nn.Conv2d))
+    assert twin.preprocess.mean.dtype == torch.float32
+    results, image = [], torch.rand(1, 3, 20, 24)
+    for network in (model, twin):
+        x = image.clone().requires_grad_(True)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            feats = network(x)
+        sum(f.float().square().sum() for f in feats.values()).backward()
+        results.append((feats, x.grad))
+    (feats_a, grad_a), (feats_b, grad_b) = results
+    assert all(torch.equal(feats_a[k], feats_b[k]) for k in feats_a)
+    assert torch.equal(grad_a, grad_b)
+
+
 def test_caffe_preprocessing_is_bgr_minus_mean():
     pre = backbone.Preprocess("caffe")
     x = torch.tensor([0.1, 0.5, 0.9]).view(1, 3, 1, 1)

@@ -245,6 +245,23 @@ def test_bf16_run_converges_like_fp32(small_pil, transfer_of):
     assert final["bf16"] < 0.2 * start and final["bf16"] <= 1.1 * final["fp32"]
 
 
+def test_bf16_runs_evaluate_a_bf16_copy_of_the_network(small_pil, transfer_of):
+    """Weights cast once, not at every evaluation; the fp32 model stays for the Gram targets."""
+    content, style = small_pil
+    convs = lambda net: [m for m in net.net if isinstance(m, torch.nn.Conv2d)]  # noqa: E731
+    bf16 = transfer_of(tiny(precision="bf16"))
+    network = bf16.evaluation_network()
+    assert network is not bf16.model and network is bf16.evaluation_network()
+    assert {m.weight.dtype for m in convs(network)} == {torch.bfloat16}
+    assert {m.weight.dtype for m in convs(bf16.model)} == {torch.float32}
+    fp32 = transfer_of(tiny(precision="fp32"))
+    assert fp32.evaluation_network() is fp32.model
+    bf16.normalize([bf16._tensor(content, 48), bf16._tensor(style, 48)])
+    rebuilt = bf16.evaluation_network()
+    assert rebuilt is not network
+    assert torch.equal(convs(rebuilt)[0].weight, convs(bf16.model)[0].weight.to(torch.bfloat16))
+
+
 def test_compiled_network_gives_the_eager_result(small_pil, transfer_of, tmp_path, monkeypatch):
     """`compile: on` builds real Inductor kernels (a fresh cache, so nothing is reused) and the
     run ends where the uncompiled one does, to float rounding."""

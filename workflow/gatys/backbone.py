@@ -7,6 +7,7 @@ implementation does) or the convolution itself (``features="conv"``).
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import importlib.util
 import urllib.error
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 # (block, convs per block); each conv is followed by its ReLU, each block by a pool.
@@ -247,6 +249,39 @@ class Preprocess(nn.Module):
         return x.flip(1) if self.bgr else x
 
 
+class _AvgPool2x2(torch.autograd.Function):
+    """2 x 2 average pooling whose backward spreads each gradient over its window by a nearest upsampling.
+
+    Same gradient as ``avg_pool2d``'s own backward, which on the CPU in bf16 and channels-last
+    takes several times as long as this upsampling (README, Performance).
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        ctx.input_shape = x.shape
+        return F.avg_pool2d(x, 2, 2)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        spread = F.interpolate(grad * 0.25, scale_factor=2, mode="nearest")
+        height, width = ctx.input_shape[-2:]
+        if spread.shape[-2:] == (height, width):
+            return spread
+        full = spread.new_zeros(ctx.input_shape)  # odd sizes: the last row or column is not pooled
+        full[..., : spread.shape[-2], : spread.shape[-1]] = spread
+        return full
+
+
+class AvgPool(nn.AvgPool2d):
+    """``nn.AvgPool2d(2, 2)`` with a faster backward (:class:`_AvgPool2x2`)."""
+
+    def __init__(self):
+        super().__init__(2, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _AvgPool2x2.apply(x)
+
+
 def feature_index(layer: str, features: str = "relu") -> int:
     """Index in the layer table of the tensor a loss on ``layer`` reads."""
     if layer not in LAYER_INDEX:
@@ -283,7 +318,7 @@ class VGGFeatures(nn.Module):
             elif name.startswith("relu"):
                 modules.append(nn.ReLU(inplace=False))
             else:
-                modules.append(nn.AvgPool2d(2, 2) if pooling == "avg" else nn.MaxPool2d(2, 2))
+                modules.append(AvgPool() if pooling == "avg" else nn.MaxPool2d(2, 2))
         self.net = nn.Sequential(*modules)
         self.requires_grad_(False)
         self.eval()
@@ -294,6 +329,14 @@ class VGGFeatures(nn.Module):
         self.to(memory_format=torch.channels_last)
         self.channels_last = True
         return self
+
+    def with_convolutions_in(self, dtype: torch.dtype) -> "VGGFeatures":
+        """A copy whose convolution weights and biases are stored in ``dtype``; the preprocessing stays fp32."""
+        twin = copy.deepcopy(self)
+        for module in twin.net:
+            if isinstance(module, nn.Conv2d):
+                module.to(dtype)
+        return twin
 
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         wanted = {idx: [] for idx in self.taps.values()}

@@ -1,0 +1,89 @@
+"""The compact-form L-BFGS takes torch.optim.LBFGS's steps, with its history in two passes."""
+
+import pytest
+import torch
+
+from gatys.lbfgs import CompactLBFGS
+from gatys.transfer import lbfgs
+
+
+def _problem(n=40, seed=0):
+    """A smooth non-quadratic function, so the curvature pairs differ from step to step."""
+    generator = torch.Generator().manual_seed(seed)
+    a = torch.randn(n, n, generator=generator, dtype=torch.float64)
+    a = a @ a.T / n + 0.1 * torch.eye(n, dtype=torch.float64)
+    b = torch.randn(n, generator=generator, dtype=torch.float64)
+    return lambda x: 0.5 * x @ a @ x - b @ x + 0.25 * (x**4).sum() + torch.cos(3 * x).sum()
+
+
+def _minimize(make, f, params, iterations):
+    optimizer = make(params)
+    losses = []
+
+    def closure():
+        optimizer.zero_grad()
+        value = f(torch.cat([p.reshape(-1) for p in params]))
+        value.backward()
+        losses.append(value.item())
+        return value
+
+    optimizer.step(closure)
+    return losses
+
+
+@pytest.mark.parametrize("history", [3, 10, 100])
+def test_same_iterates_as_torch_lbfgs(history):
+    """Same evaluations, same points (float64): the compact form is the two-loop recursion's H g.
+
+    history 3 wraps the ring of pairs many times over 20 iterations."""
+    f = _problem()
+    options = dict(lr=1, max_iter=20, max_eval=40, tolerance_grad=0, tolerance_change=0, history_size=history)
+    x_ref = torch.zeros(40, dtype=torch.float64, requires_grad=True)
+    x_new = torch.zeros(40, dtype=torch.float64, requires_grad=True)
+    ref = _minimize(lambda p: torch.optim.LBFGS(p, line_search_fn="strong_wolfe", **options), f, [x_ref], 20)
+    new = _minimize(lambda p: CompactLBFGS(p, **options), f, [x_new], 20)
+    assert len(new) == len(ref) >= 20  # the line search evaluated as often
+    assert new == pytest.approx(ref, rel=1e-10)
+    assert torch.allclose(x_new, x_ref, rtol=1e-9, atol=1e-12)
+    assert new[-1] < new[0]
+
+
+def test_several_tensors_and_channels_last_are_one_vector():
+    """Parameters are concatenated in logical order, as torch.optim.LBFGS does (the pyramid benchmark);
+    unlike it, a channels-last tensor works too."""
+    f = _problem(n=2 * 3 * 2 * 2 + 5)
+    options = dict(lr=1, max_iter=15, max_eval=30, tolerance_grad=0, tolerance_change=0, history_size=5)
+    runs = []
+    torch_lbfgs = lambda p: torch.optim.LBFGS(p, line_search_fn="strong_wolfe", **options)  # noqa: E731
+    for make, layout in ((torch_lbfgs, torch.contiguous_format), (lambda p: CompactLBFGS(p, **options), torch.channels_last)):
+        image = torch.zeros(2, 3, 2, 2, dtype=torch.float64).to(memory_format=layout).requires_grad_(True)
+        extra = torch.zeros(5, dtype=torch.float64, requires_grad=True)
+        runs.append((_minimize(make, f, [image, extra], 15), image.detach().clone(), extra.detach().clone()))
+    (ref, image_ref, extra_ref), (new, image_new, extra_new) = runs
+    assert new == pytest.approx(ref, rel=1e-10)
+    assert torch.allclose(image_new, image_ref) and torch.allclose(extra_new, extra_ref)
+
+
+def test_float32_close_to_torch_lbfgs():
+    f32 = _problem(n=200, seed=1)
+    options = dict(lr=1, max_iter=25, max_eval=50, tolerance_grad=0, tolerance_change=0, history_size=100)
+    ref = _minimize(lambda p: torch.optim.LBFGS(p, line_search_fn="strong_wolfe", **options), lambda x: f32(x.double()).float(), [torch.zeros(200, requires_grad=True)], 25)  # fmt: skip
+    new = _minimize(lambda p: CompactLBFGS(p, **options), lambda x: f32(x.double()).float(), [torch.zeros(200, requires_grad=True)], 25)  # fmt: skip
+    assert new[-1] == pytest.approx(ref[-1], rel=1e-4)
+
+
+def test_budget_and_history_storage():
+    """At most max_eval evaluations; pairs stored for no more than max_iter iterations."""
+    f = _problem()
+    x = torch.zeros(40, dtype=torch.float64, requires_grad=True)
+    optimizer = CompactLBFGS([x], max_iter=8, max_eval=12, tolerance_grad=0, tolerance_change=0, history_size=100)
+    assert optimizer._pairs.shape == (8, 2, 40)
+    losses = _minimize(lambda p: optimizer, f, [x], 8)
+    assert len(losses) <= 12
+
+
+def test_the_engine_uses_it():
+    x = torch.zeros(3, requires_grad=True)
+    optimizer = lbfgs([x], evaluations=10, history=4)
+    assert isinstance(optimizer, CompactLBFGS)
+    assert optimizer.param_groups[0]["history_size"] == 4 and optimizer.param_groups[0]["max_eval"] == 10
