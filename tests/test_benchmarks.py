@@ -49,3 +49,13 @@ def test_parameterization_csv(small_images, tmp_path):
     # a coarse level of weight 0 leaves the image, hence every step, as on pixels alone
     assert table.loc["pyramid 2:0", "final_loss"] == table.loc["pixels", "final_loss"]
     assert table.loc["pyramid 2:0.5", "final_loss"] > 0
+
+
+def test_kernels_csv(small_images, tmp_path):
+    content, style = small_images
+    out = tmp_path / "kernels.csv"
+    bench("kernels.py", "--size", "32", "--reps", "2", "--threads", "1", "--content", str(content), "--style", str(style),
+          "--out", str(out))  # fmt: skip
+    table = pd.read_csv(out)
+    assert set(table["piece"]) == {"avg-pool backward", "bf16 evaluation", "L-BFGS direction"}
+    assert len(table) == 2 * 2 * 2 + 2 + 2 and (table["ms"] > 0).all()
