@@ -16,8 +16,7 @@ if sys.argv[2] == "title":
     if d.ratio_to_baseline == d.ratio_to_baseline:  # reached it (not NaN)
         print(f"512 px, 2 CPU cores: defaults reach the baseline's loss in {d.ratio_to_baseline:.2f} of its time")
     else:
-        print(f"512 px, 2 CPU cores: defaults end at {d.quality_vs_baseline:.4f} x the baseline's loss "
-              f"in {d.seconds / b.seconds:.2f} of its time")
+        print(f"512 px: defaults at {d.quality_vs_baseline:.4f} x the baseline's loss in {d.seconds / b.seconds:.2f} of its time")
 else:
     r = t.loc[sys.argv[2]]
     print(f"{sys.argv[2]}: {r.seconds:.0f} s, {r.precision}")
