@@ -3,7 +3,8 @@
 PyTorch's CPU tensors come from the C library's malloc. glibc serves every block of 32 MiB or
 more (less, early on) with its own mmap() and hands it back to the kernel at free(), so each
 evaluation at 512 px maps the large activations anew and the kernel zeroes them page by page
-as they are first written: about 25,000 page faults per bf16 evaluation, 95,000 in fp32.
+as they are first written: about 23,000 page faults per bf16 evaluation, 118,000 in fp32
+(`python benchmarks/throughput.py --sizes 512 --malloc default`, column page_faults_per_eval).
 Telling malloc never to mmap and never to trim its heap makes those blocks reused from one
 evaluation to the next (README, Performance, has the measurement). The process keeps its peak
 memory until it exits, which the engine reaches at every evaluation anyway.
