@@ -72,6 +72,29 @@ def test_float32_close_to_torch_lbfgs():
     assert new[-1] == pytest.approx(ref[-1], rel=1e-4)
 
 
+def test_repeated_steps_keep_the_history_as_torch_does():
+    """Called again and again with a few iterations each (torch's usual pattern), the history
+    spans the calls up to history_size, not one call's iterations."""
+    f = _problem()
+    options = dict(lr=1, max_iter=4, max_eval=8, tolerance_grad=0, tolerance_change=0, history_size=10)
+    runs = []
+    for make in (lambda p: torch.optim.LBFGS(p, line_search_fn="strong_wolfe", **options), lambda p: CompactLBFGS(p, **options)):
+        x = torch.zeros(40, dtype=torch.float64, requires_grad=True)
+        optimizer, losses = make([x]), []
+
+        def closure():
+            optimizer.zero_grad()
+            value = f(x)
+            value.backward()
+            losses.append(value.item())
+            return value
+
+        for _ in range(5):
+            optimizer.step(closure)
+        runs.append(losses)
+    assert runs[1] == pytest.approx(runs[0], rel=1e-10) and len(runs[1]) > 20
+
+
 def test_budget_and_history_storage():
     """At most max_eval evaluations; pairs stored for no more than max_iter iterations."""
     f = _problem()
