@@ -3,7 +3,7 @@
 ``torch.optim.LBFGS`` applies its history with the two-loop recursion: for m correction
 pairs that is 2m dot products and 2m vector updates, each a pass over a vector the size of
 the image, one after the other. For a 512 x 384 image with m = 100 that moves about 2.4 GB
-per step: 47 ms on a 2-core CPU, a quarter of a bf16 evaluation (`benchmarks/kernels.py`).
+per step: 46 ms on a 2-core CPU, a quarter of a bf16 evaluation (`benchmarks/kernels.py`).
 The compact form (Byrd, Nocedal & Schnabel, "Representations of quasi-Newton matrices and
 their use in limited memory methods", Math. Programming 63, 1994, Theorem 2.2) gives the
 same direction from two passes over the history, both matrix products:
@@ -82,15 +82,20 @@ class CompactLBFGS(torch.optim.Optimizer):
         return loss, grad
 
     # --- the history -----------------------------------------------------------------
+    def _used(self) -> torch.Tensor:
+        """The filled slots as one (2k x n) matrix: slots fill 0, 1, ... before any is reused."""
+        used = max(self._order) + 1
+        return self._pairs[:used].view(2 * used, -1)
+
     def _products(self, vectors: torch.Tensor) -> torch.Tensor:
-        """[Sᵀv; Yᵀv] for the stored pairs (slot order) and each row v of ``vectors``: one pass over them."""
-        if not self._order:
-            return torch.zeros(0, 2, vectors.shape[0], dtype=torch.float64)
-        used = max(self._order) + 1  # slots fill 0, 1, ... before any is reused
-        rows = self._pairs[:used].view(2 * used, -1)
-        # v @ rowsᵀ rather than rows @ vᵀ: the same product, twice as fast on the CPU (a GEMM
-        # reading rows once, not a GEMV per column)
-        return (vectors @ rows.T).T.double().cpu().view(used, 2, -1)
+        """[Sᵀv; Yᵀv] per slot (zeros for empty slots) for each row v of ``vectors``: one pass over the pairs."""
+        products = torch.zeros(self._sy.shape[0], 2, vectors.shape[0], dtype=torch.float64)
+        if self._order:
+            rows = self._used()
+            # v @ rowsᵀ rather than rows @ vᵀ: the same product, twice as fast on the CPU (a GEMM
+            # reading rows once, not a GEMV per column)
+            products[: rows.shape[0] // 2] = (vectors @ rows.T).T.double().cpu().view(-1, 2, vectors.shape[0])
+        return products
 
     def _remember(self, s: torch.Tensor, y: torch.Tensor, ys: float, products: torch.Tensor) -> None:
         """Store the pair (s, y); ``products[:, :, 1]`` holds [Sᵀy; Yᵀy] for the pairs before it."""
@@ -125,11 +130,11 @@ class CompactLBFGS(torch.optim.Optimizer):
         u = torch.linalg.solve_triangular(r, sg[:, None], upper=True)
         rhs = (torch.diag(r.diagonal()) + gamma * yy) @ u - gamma * yg[:, None]
         w = torch.linalg.solve_triangular(r.T, rhs, upper=False)
-        coefficients = torch.zeros(self._pairs.shape[0], 2, dtype=torch.float64)
+        coefficients = torch.zeros(self._sy.shape[0], 2, dtype=torch.float64)
         coefficients[order, 0] = -w[:, 0]
         coefficients[order, 1] = gamma * u[:, 0]
-        used = max(self._order) + 1
-        combination = coefficients[:used].reshape(-1).to(g.dtype).to(g.device) @ self._pairs[:used].view(2 * used, -1)
+        rows = self._used()
+        combination = coefficients[: rows.shape[0] // 2].reshape(-1).to(g.dtype).to(g.device) @ rows
         return combination.add_(g, alpha=-gamma)
 
     # --- the step --------------------------------------------------------------------
@@ -166,11 +171,8 @@ class CompactLBFGS(torch.optim.Optimizer):
                 g_products = products[:, :, 0]
                 if ys > 1e-10:
                     self._remember(s, y, ys, products)
-                    slot = self._order[-1]
-                    pair = (self._pairs[slot] @ flat_grad).double().cpu()
-                    if g_products.shape[0] <= slot:
-                        g_products = torch.cat([g_products, torch.zeros(slot + 1 - g_products.shape[0], 2, dtype=torch.float64)])
-                    g_products[slot] = pair
+                    slot = self._order[-1]  # the new pair's [sᵀg; yᵀg]
+                    g_products[slot] = (self._pairs[slot] @ flat_grad).double().cpu()
                 d = self._direction(flat_grad, g_products)
             prev_grad = flat_grad.clone()
             prev_loss = loss
