@@ -4,8 +4,8 @@
   block-1 and block-2 pools of the content image at --size, channels-last, fp32 and bf16);
 - an evaluation of the bf16 network under autocast with fp32 weights (cast at every call)
   against the copy with bf16 weights (`StyleTransfer.evaluation_network`);
-- the L-BFGS direction from 100 pairs of that image: torch's two-loop recursion against the
-  compact form (`gatys.lbfgs`), as its products are computed.
+- the L-BFGS direction from 100 pairs of that image: torch's two-loop recursion against
+  `gatys.lbfgs.CompactLBFGS`'s own products and direction, on the same stored pairs.
 
     python benchmarks/kernels.py
 """
@@ -22,6 +22,7 @@ import torch
 from common import RESULTS, add_inputs, load_inputs, machine, write_csv
 
 from gatys import backbone, imaging
+from gatys.lbfgs import CompactLBFGS
 from gatys.transfer import Settings, StyleTransfer
 
 
@@ -73,28 +74,29 @@ def weight_casts(args, content, style, reps: int) -> list[dict]:
 
 def lbfgs_direction(reps: int, n: int, pairs: int = 100) -> list[dict]:
     generator = torch.Generator().manual_seed(0)
-    store = torch.randn(pairs, 2, n, generator=generator)
-    rows_view = store.view(2 * pairs, n)
-    steps, changes = [store[i, 0] for i in range(pairs)], [store[i, 1] for i in range(pairs)]
+    optimizer = CompactLBFGS([torch.zeros(n, requires_grad=True)], max_iter=pairs, history_size=pairs)
+    for _ in range(pairs):  # stored as a run stores them (s . y > 0: y is s plus a little noise)
+        s = torch.randn(n, generator=generator)
+        y = s + 0.1 * torch.randn(n, generator=generator)
+        optimizer._remember(s, y, float(y.dot(s)), optimizer._products(torch.stack([s, y])))
+    steps = [optimizer._pairs[i, 0] for i in range(pairs)]
+    changes = [optimizer._pairs[i, 1] for i in range(pairs)]
+    rho = [1.0 / float(y.dot(s)) for s, y in zip(steps, changes)]
     g, y = torch.randn(n, generator=generator), torch.randn(n, generator=generator)
-    rho = [0.5] * pairs
 
     def two_loop():  # torch.optim.LBFGS's, verbatim in its arithmetic
         q, alpha = g.neg(), [0.0] * pairs
         for i in range(pairs - 1, -1, -1):
             alpha[i] = steps[i].dot(q) * rho[i]
             q.add_(changes[i], alpha=-alpha[i])
-        r = q * 0.5
+        r = q * optimizer._gamma
         for i in range(pairs):
             beta = changes[i].dot(r) * rho[i]
             r.add_(steps[i], alpha=alpha[i] - beta)
         return r
 
-    coefficients = torch.randn(2 * pairs, generator=generator)
-
-    def compact():  # the two passes of gatys.lbfgs: [Sᵀ; Yᵀ][g y], then the combination
-        torch.stack([g, y]) @ rows_view.T
-        return (coefficients @ rows_view).add_(g, alpha=-0.5)
+    def compact():  # as CompactLBFGS.step: the products with [g; y], then the direction
+        return optimizer._direction(g, optimizer._products(torch.stack([g, y]))[:, :, 0])
 
     shape = f"{pairs} pairs x {n}"
     return [
