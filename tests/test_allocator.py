@@ -1,7 +1,9 @@
 """Freed memory is reused: large blocks stop costing page faults at every evaluation."""
 
 import resource
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -31,9 +33,7 @@ def test_a_freed_block_is_reused_without_page_faults():
         "[f() for _ in range(20)]\n"  # glibc settles on reusing aligned blocks after a few rounds
         "kept = [f() for _ in range(3)]\n"
         "print(default, max(kept))\n"
-    ) % str(__import__("pathlib").Path(__file__).parent)
-    import subprocess
-
+    ) % str(Path(__file__).parent)
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
     default, kept = map(int, out.split())
     assert default > 10_000  # 64 MiB / 4 KiB pages = 16,384 when glibc maps it anew
