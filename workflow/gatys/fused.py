@@ -1,0 +1,168 @@
+"""VGG's forward and backward on the CPU with the memory-bound passes fused away.
+
+At 512 px a bf16 evaluation spends about a third of its time in element-wise passes over
+the first blocks' activations (25 MB each at 512 x 384 x 64 in bf16), which on a 2-core
+machine run at DRAM speed: the ReLU, its backward, the 2 x 2 pool's backward and the sum of
+each style layer's gradient with the next convolution's (README, Performance). Autograd runs
+each as a pass of its own. This module computes the same gradient with fewer passes:
+
+* forward: each convolution and its ReLU are one oneDNN call (a ReLU post-op);
+* backward of a convolution: a convolution of the gradient with the flipped, transposed
+  kernel (what oneDNN's backward-data computes, bit for bit), with the loss gradient of its
+  input layer added inside the same call (a binary post-op) instead of in a pass of its own;
+* backward of a pool and the ReLU before it: one pass, the ReLU's mask applied to the pooled
+  gradient read as a broadcast view (no upsampled copy).
+
+It serves ``VGGFeatures`` on the CPU when oneDNN is there, the image needs a gradient and
+the network is the paper's (ReLU features, average pooling, 3 x 3 convolutions); anything
+else runs through autograd as before. The tests check it against autograd.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+_ONE = [1, 1]  # stride, padding and dilation of every VGG convolution
+
+
+def usable(network: nn.Module, image: torch.Tensor) -> bool:
+    """Whether ``network`` (a VGGFeatures) can run ``image`` through :class:`_Trunk`."""
+    return (
+        image.device.type == "cpu"
+        and image.requires_grad
+        and torch.is_grad_enabled()
+        and torch.backends.mkldnn.is_available()
+        and not torch.compiler.is_compiling()
+        and network.features == "relu"
+        and network.pooling == "avg"
+        and network.channels_last
+        and all(
+            (m.kernel_size, m.padding, m.stride, m.dilation, m.groups) == ((3, 3), (1, 1), (1, 1), (1, 1), 1)
+            for m in _convs(network)
+        )
+    )
+
+
+def _convs(network: nn.Module) -> list[nn.Conv2d]:
+    return [m for m in network.net if isinstance(m, nn.Conv2d)]
+
+
+def run(network: nn.Module, x: torch.Tensor, taps: dict[int, list[str]]) -> dict[str, torch.Tensor]:
+    """The tapped activations of ``network.net`` on the preprocessed image ``x``, as ``VGGFeatures.forward``."""
+    indices = sorted(taps)
+    outputs = _Trunk.apply(x, network, tuple(indices))
+    return {layer: out for idx, out in zip(indices, outputs) for layer in taps[idx]}
+
+
+def _compute_dtype(weight: torch.Tensor) -> torch.dtype:
+    """What autocast would run a convolution in here: its dtype when enabled, else the weight's."""
+    if torch.is_autocast_enabled("cpu"):
+        return torch.get_autocast_dtype("cpu")
+    return weight.dtype
+
+
+def _flipped(network: nn.Module, idx: int, conv: nn.Conv2d, dtype: torch.dtype) -> torch.Tensor:
+    """The kernel of conv ``idx``'s backward as a forward convolution, cached until the weights change."""
+    cache = network.__dict__.setdefault("_flipped_kernels", {})
+    key = (conv.weight.data_ptr(), conv.weight._version, dtype)
+    if cache.get(idx, (None,))[0] != key:
+        kernel = conv.weight.detach().to(dtype).transpose(0, 1).flip(2, 3)
+        cache[idx] = (key, kernel.contiguous(memory_format=torch.channels_last))
+    return cache[idx][1]
+
+
+def _spread(grad: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """A 2 x 2 pool's backward without the 1/4: each gradient over its window (zeros where odd sizes were dropped)."""
+    spread = F.interpolate(grad, scale_factor=2, mode="nearest")
+    if spread.shape == shape:
+        return spread
+    full = spread.new_zeros(shape).contiguous(memory_format=torch.channels_last)
+    full[..., : spread.shape[-2], : spread.shape[-1]] = spread
+    return full
+
+
+def _mask_pooled(grad: torch.Tensor, relu_out: torch.Tensor) -> torch.Tensor:
+    """The ReLU's backward of a pool's input from the pool's output gradient ``grad`` (already times 1/4).
+
+    For even sizes one pass: ``grad`` is read as its nearest upsampling, a broadcast view.
+    """
+    n, c, h, w = grad.shape
+    if relu_out.shape[-2:] != (2 * h, 2 * w) or not relu_out.is_contiguous(memory_format=torch.channels_last):
+        return torch.ops.aten.threshold_backward(_spread(grad, relu_out.shape), relu_out, 0)
+    out = torch.empty_like(relu_out)
+    spread = grad[:, :, :, None, :, None].expand(n, c, h, 2, w, 2)
+    torch.ops.aten.threshold_backward.grad_input(
+        spread, relu_out.view(n, c, h, 2, w, 2), 0, grad_input=out.view(n, c, h, 2, w, 2)
+    )
+    return out
+
+
+class _Trunk(torch.autograd.Function):
+    """The network's tapped activations; backward gives the input's gradient (the weights get none)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, network: nn.Module, indices: tuple[int, ...]):
+        modules = list(network.net)
+        dtype = _compute_dtype(_convs(network)[0].weight)
+        wanted = set(indices)
+        outputs, saved, kinds = {}, {}, []
+        with torch.autocast("cpu", enabled=False):
+            h = x.to(dtype).contiguous(memory_format=torch.channels_last)
+            for idx, module in enumerate(modules):
+                if isinstance(module, nn.Conv2d):
+                    kinds.append("conv")
+                    bias = None if module.bias is None else module.bias.to(dtype)
+                    h = torch.ops.mkldnn._convolution_pointwise(
+                        h, module.weight.to(dtype), bias, _ONE, _ONE, _ONE, 1, "relu", [], ""
+                    )
+                elif isinstance(module, nn.ReLU):  # done by the convolution before it
+                    kinds.append("relu")
+                    saved[idx] = h
+                else:
+                    kinds.append("pool")
+                    h = F.avg_pool2d(h, 2, 2)
+                if idx in wanted:
+                    outputs[idx] = h
+        ctx.network, ctx.kinds, ctx.indices, ctx.dtype, ctx.input_dtype = network, kinds, indices, dtype, x.dtype
+        ctx.saved_indices = tuple(saved)
+        ctx.save_for_backward(*saved.values())
+        ctx.set_materialize_grads(False)
+        return tuple(outputs[idx] for idx in indices)
+
+    @staticmethod
+    def backward(ctx, *grads):
+        relu_out = dict(zip(ctx.saved_indices, ctx.saved_tensors))
+        modules, kinds, dtype = list(ctx.network.net), ctx.kinds, ctx.dtype
+        incoming = {
+            idx: g.to(dtype).contiguous(memory_format=torch.channels_last)
+            for idx, g in zip(ctx.indices, grads)
+            if g is not None
+        }
+        if not incoming:
+            return None, None, None
+        i = max(incoming)  # layers after the deepest one a loss reads pass no gradient back
+        g = incoming[i]
+        while i >= 0:
+            if kinds[i] == "pool":
+                before = i - 1  # the ReLU the pool reads
+                if before in incoming:  # that ReLU is also tapped: spread, add its loss gradient, mask
+                    spread = _spread(g.mul(0.25), relu_out[before].shape).add_(incoming[before])
+                    pre = torch.ops.aten.threshold_backward(spread, relu_out[before], 0)
+                else:
+                    pre = _mask_pooled(g.mul(0.25), relu_out[before])
+                conv_idx = i - 2
+            else:  # a ReLU (the convolution's output)
+                pre = torch.ops.aten.threshold_backward(g, relu_out[i], 0)
+                conv_idx = i - 1
+            kernel = _flipped(ctx.network, conv_idx, modules[conv_idx], dtype)
+            source = incoming.get(conv_idx - 1)  # the loss gradient of the convolution's input
+            if source is None:
+                g = F.conv2d(pre, kernel, None, padding=1)
+            else:
+                g = torch.ops.mkldnn._convolution_pointwise.binary(
+                    pre, source, kernel, None, _ONE, _ONE, _ONE, 1, "add", None, None, [], None
+                )
+            i = conv_idx - 1
+        return g.to(ctx.input_dtype), None, None
