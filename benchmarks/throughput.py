@@ -20,6 +20,7 @@ import torch
 
 from common import RESULTS, add_inputs, load_inputs, machine, sync, write_csv
 
+from gatys import fused
 from gatys.flops import evaluation_flops
 from gatys.transfer import Settings, StyleTransfer, pick_device
 
@@ -59,6 +60,7 @@ def evaluation_speed(size: int, precision: str, args, content, style) -> dict:
     if args.layout == "nchw":  # the default layout of PyTorch, for comparison
         transfer.model.to(memory_format=torch.contiguous_format)
         transfer.model.channels_last = False
+    transfer.model.fuse = not args.autograd
     loss_fn = transfer.targets(transfer._tensor(content, size), [transfer._tensor(style, size)])
     image = transfer._tensor(content, size).requires_grad_(True)
 
@@ -75,10 +77,12 @@ def evaluation_speed(size: int, precision: str, args, content, style) -> dict:
         one()
     faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / repeats
     height, width = image.shape[-2:]
+    fusable = transfer.compiled is None and fused.usable(transfer.evaluation_network(), image)
+    backward = "fused" if fusable else "autograd"  # compiled graphs are differentiated by autograd
     flops = evaluation_flops(transfer.model, height, width, settings.style_layers)
     row = {
         "size": size, "height": height, "width": width, "precision": precision, "device": str(transfer.device),
-        "layout": args.layout, "compiled": transfer.compiled is not None, "first_eval_s": round(first, 3), "s_per_eval": round(seconds, 4), "gflop_per_eval": round(flops / 1e9, 2),
+        "layout": args.layout, "backward": backward, "compiled": transfer.compiled is not None, "first_eval_s": round(first, 3), "s_per_eval": round(seconds, 4), "gflop_per_eval": round(flops / 1e9, 2),
         "gflops": round(flops / seconds / 1e9, 1), "page_faults_per_eval": round(faults),
     }  # fmt: skip
     if transfer.device.type == "cuda":
@@ -94,6 +98,8 @@ def main() -> None:
     parser.add_argument("--layout", choices=("nhwc", "nchw"), default="nhwc", help="activations' memory layout")
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile the network as `compile: on` does (compile time in first_eval_s)")  # fmt: skip
+    parser.add_argument("--autograd", action="store_true",
+                        help="gradients by autograd, not gatys.fused (the engine's own backward on the CPU)")  # fmt: skip
     parser.add_argument("--reps", type=int, default=5, help="at least this many timed evaluations")
     parser.add_argument("--min-seconds", type=float, default=5.0, help="and at least this long")
     parser.add_argument("--out", type=Path, default=RESULTS / "throughput.csv")

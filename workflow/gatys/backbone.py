@@ -327,6 +327,7 @@ class VGGFeatures(nn.Module):
         self.requires_grad_(False)
         self.eval()
         self.channels_last = False
+        self.fuse = True  # gradients through gatys.fused where it applies (False: autograd, for comparison)
 
     def use_channels_last(self) -> "VGGFeatures":
         """NHWC activations: the layout oneDNN (CPU) and cuDNN run bf16 convolutions fastest in."""

@@ -30,7 +30,8 @@ _ONE = [1, 1]  # stride, padding and dilation of every VGG convolution
 def usable(network: nn.Module, image: torch.Tensor) -> bool:
     """Whether ``network`` (a VGGFeatures) can run ``image`` through :class:`_Trunk`."""
     return (
-        image.device.type == "cpu"
+        network.fuse
+        and image.device.type == "cpu"
         and image.requires_grad
         and torch.is_grad_enabled()
         and torch.backends.mkldnn.is_available()
