@@ -84,11 +84,8 @@ def stylize_files(
     appears complete or not at all.
     """
     content, styles = Path(content), [Path(p) for p in styles]
-    grams = None
-    if style_targets:
-        if len(styles) != 1:
-            raise ValueError(f"--style-targets: holds one style image's targets, but {len(styles)} styles were given")
-        grams = targets_file.load(style_targets, settings, styles[0])
+    if style_targets and len(styles) != 1:
+        raise ValueError(f"--style-targets: holds one style image's targets, but {len(styles)} styles were given")
     content_img = imaging.load_image(content)
     style_imgs = [imaging.load_image(p) for p in styles]
     calibration = None
@@ -97,6 +94,7 @@ def stylize_files(
 
         calibration = [imaging.load_image(p) for p in find_images(settings.calibration, "calibration").values()]
     transfer = transfer or StyleTransfer(settings)
+    grams = targets_file.load(style_targets, settings, styles[0], transfer.precision) if style_targets else None
     try:
         result = transfer.stylize(content_img, style_imgs, callback=callback, calibration=calibration, grams=grams)
     except NonFiniteLoss as err:
