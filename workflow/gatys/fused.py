@@ -30,12 +30,12 @@ _ONE = [1, 1]  # stride, padding and dilation of every VGG convolution
 def usable(network: nn.Module, image: torch.Tensor) -> bool:
     """Whether ``network`` (a VGGFeatures) can run ``image`` through :class:`_Trunk`."""
     return (
-        network.fuse
+        not torch.compiler.is_compiling()  # compiled graphs: Inductor fuses, autograd differentiates
+        and network.fuse
         and image.device.type == "cpu"
         and image.requires_grad
         and torch.is_grad_enabled()
         and torch.backends.mkldnn.is_available()
-        and not torch.compiler.is_compiling()
         and network.features == "relu"
         and network.pooling == "avg"
         and network.channels_last
