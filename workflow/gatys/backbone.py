@@ -328,6 +328,7 @@ class VGGFeatures(nn.Module):
         self.eval()
         self.channels_last = False
         self.fuse = True  # gradients through gatys.fused where it applies (False: autograd, for comparison)
+        self.backward_kernels: dict = {}  # gatys.fused's flipped kernels, per conv index
 
     def use_channels_last(self) -> "VGGFeatures":
         """NHWC activations: the layout oneDNN (CPU) and cuDNN run bf16 convolutions fastest in."""

@@ -66,7 +66,7 @@ def _compute_dtype(weight: torch.Tensor) -> torch.dtype:
 
 def _flipped(network: nn.Module, idx: int, conv: nn.Conv2d, dtype: torch.dtype) -> torch.Tensor:
     """The kernel of conv ``idx``'s backward as a forward convolution, cached until the weights change."""
-    cache = network.__dict__.setdefault("_flipped_kernels", {})
+    cache = network.backward_kernels
     key = (conv.weight.data_ptr(), conv.weight._version, dtype)
     if cache.get(idx, (None,))[0] != key:
         kernel = conv.weight.detach().to(dtype).transpose(0, 1).flip(2, 3)
