@@ -142,8 +142,8 @@ def cmd_targets(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     settings = Settings(**{key: getattr(args, key) for key in SETTING_ARGS})
-    write_style_targets(args.style, args.output, settings)
-    print(f"{args.output}: Gram targets of {args.style} at {settings.sizes()} px", file=sys.stderr)
+    grams = write_style_targets(args.style, args.output, settings)
+    print(f"{args.output}: Gram targets of {args.style} at {settings.sizes()} px, {' and '.join(grams)}", file=sys.stderr)
     return 0
 
 
