@@ -265,13 +265,7 @@ class _AvgPool2x2(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
-        spread = F.interpolate(grad * 0.25, scale_factor=2, mode="nearest")
-        height, width = ctx.input_shape[-2:]
-        if spread.shape[-2:] == (height, width):
-            return spread
-        full = spread.new_zeros(ctx.input_shape)  # odd sizes: the last row or column is not pooled
-        full[..., : spread.shape[-2], : spread.shape[-1]] = spread
-        return full
+        return fused.spread_pooled(grad * 0.25, ctx.input_shape)
 
 
 class AvgPool(nn.AvgPool2d):

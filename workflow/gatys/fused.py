@@ -74,12 +74,17 @@ def _flipped(network: nn.Module, idx: int, conv: nn.Conv2d, dtype: torch.dtype) 
     return cache[idx][1]
 
 
-def _spread(grad: torch.Tensor, shape: torch.Size) -> torch.Tensor:
-    """A 2 x 2 pool's backward without the 1/4: each gradient over its window (zeros where odd sizes were dropped)."""
+def spread_pooled(grad: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """Each gradient of a 2 x 2 pool's output over its window, as a ``shape`` tensor in ``grad``'s layout.
+
+    A pool's backward without its 1/4 (``backbone.AvgPool`` and this module both use it): a
+    nearest upsampling, with zeros in the last row or column that odd sizes left unpooled.
+    """
     spread = F.interpolate(grad, scale_factor=2, mode="nearest")
     if spread.shape == shape:
         return spread
-    full = spread.new_zeros(shape).contiguous(memory_format=torch.channels_last)
+    layout = torch.channels_last if spread.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+    full = spread.new_zeros(shape).contiguous(memory_format=layout)
     full[..., : spread.shape[-2], : spread.shape[-1]] = spread
     return full
 
@@ -91,7 +96,7 @@ def _mask_pooled(grad: torch.Tensor, relu_out: torch.Tensor) -> torch.Tensor:
     """
     n, c, h, w = grad.shape
     if relu_out.shape[-2:] != (2 * h, 2 * w) or not relu_out.is_contiguous(memory_format=torch.channels_last):
-        return torch.ops.aten.threshold_backward(_spread(grad, relu_out.shape), relu_out, 0)
+        return torch.ops.aten.threshold_backward(spread_pooled(grad, relu_out.shape), relu_out, 0)
     out = torch.empty_like(relu_out)
     spread = grad[:, :, :, None, :, None].expand(n, c, h, 2, w, 2)
     torch.ops.aten.threshold_backward.grad_input(
@@ -149,7 +154,7 @@ class _Trunk(torch.autograd.Function):
             if kinds[i] == "pool":
                 before = i - 1  # the ReLU the pool reads
                 if before in incoming:  # that ReLU is also tapped: spread, add its loss gradient, mask
-                    spread = _spread(g.mul(0.25), relu_out[before].shape).add_(incoming[before])
+                    spread = spread_pooled(g.mul(0.25), relu_out[before].shape).add_(incoming[before])
                     pre = torch.ops.aten.threshold_backward(spread, relu_out[before], 0)
                 else:
                     pre = _mask_pooled(g.mul(0.25), relu_out[before])
