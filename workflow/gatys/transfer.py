@@ -252,9 +252,12 @@ class StyleTransfer:
         minimizes away from the exact loss's. With such targets bf16 runs stalled 0.04 % above the
         fp32 baseline's loss at 256 px; from the same network they pass it (README, Performance).
         """
-        s = self.settings
         precision = precision or self.precision
-        network = self._network_in(precision)
+        return self._grams_of(self._network_in(precision), precision, styles)
+
+    @torch.no_grad()
+    def _grams_of(self, network: torch.nn.Module, precision: str, styles: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        s = self.settings
         with self._autocast(precision):
             feats = [network(style) for style in styles]
         blend = list(s.style_blend or [1.0] * len(styles))
@@ -264,10 +267,11 @@ class StyleTransfer:
         """The Gram targets for each precision and every size of the coarse-to-fine schedule (what `gatys targets` saves)."""
         s = self.settings
         styles = {size: [self._tensor(img, max(16, round(size * s.style_scale))) for img in style_imgs] for size in s.sizes()}
-        return {
-            precision: {size: self.style_grams(images, precision) for size, images in styles.items()}
-            for precision in self.target_precisions()
-        }
+        grams = {}
+        for precision in self.target_precisions():
+            network = self._network_in(precision)  # built once per precision, not per size
+            grams[precision] = {size: self._grams_of(network, precision, images) for size, images in styles.items()}
+        return grams
 
     @torch.no_grad()
     def targets(
