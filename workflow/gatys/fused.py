@@ -57,10 +57,13 @@ def run(network: nn.Module, x: torch.Tensor, taps: dict[int, list[str]]) -> dict
     return {layer: out for idx, out in zip(indices, outputs) for layer in taps[idx]}
 
 
-def _compute_dtype(weight: torch.Tensor) -> torch.dtype:
-    """What autocast would run a convolution in here: its dtype when enabled, else the weight's."""
-    if torch.is_autocast_enabled("cpu"):
-        return torch.get_autocast_dtype("cpu")
+def compute_dtype(weight: torch.Tensor, device_type: str = "cpu") -> torch.dtype:
+    """What autocast would run a convolution in on ``device_type``: its dtype when enabled, else the weight's."""
+    try:
+        if torch.is_autocast_enabled(device_type):
+            return torch.get_autocast_dtype(device_type)
+    except (RuntimeError, ValueError):  # a device type without autocast
+        pass
     return weight.dtype
 
 
@@ -111,18 +114,19 @@ class _Trunk(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, network: nn.Module, indices: tuple[int, ...]):
         modules = list(network.net)
-        dtype = _compute_dtype(_convs(network)[0].weight)
+        dtype = compute_dtype(_convs(network)[0].weight)
         wanted = set(indices)
         outputs, saved, kinds = {}, {}, []
         with torch.autocast("cpu", enabled=False):
-            h = x.to(dtype).contiguous(memory_format=torch.channels_last)
+            h = x.contiguous(memory_format=torch.channels_last)
             for idx, module in enumerate(modules):
                 if isinstance(module, nn.Conv2d):
                     kinds.append("conv")
-                    bias = None if module.bias is None else module.bias.to(dtype)
-                    h = torch.ops.mkldnn._convolution_pointwise(
-                        h, module.weight.to(dtype), bias, _ONE, _ONE, _ONE, 1, "relu", [], ""
-                    )
+                    if h.dtype != dtype:  # the image, read to 16 bits in reduced precision (backbone.InputConv)
+                        h, weight, bias = module.operands(h, dtype)
+                    else:
+                        weight, bias = module.weight.to(dtype), None if module.bias is None else module.bias.to(dtype)
+                    h = torch.ops.mkldnn._convolution_pointwise(h, weight, bias, _ONE, _ONE, _ONE, 1, "relu", [], "")
                 elif isinstance(module, nn.ReLU):  # done by the convolution before it
                     kinds.append("relu")
                     saved[idx] = h

@@ -17,7 +17,7 @@ import torch
 from .backbone import sha256_of
 from .imaging import atomic_path
 
-FORMAT = "gatys-style-targets/2"  # /1 held fp32 targets only
+FORMAT = "gatys-style-targets/3"  # /1 held fp32 targets only; /2 bf16 ones from a network that rounded the image to bf16
 
 
 class StyleTargetsError(ValueError):
