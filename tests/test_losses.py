@@ -25,6 +25,22 @@ def test_content_loss_hand_computed():
     assert content_loss(f, p).item() == pytest.approx(0.5 * (1 + 4))
 
 
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_content_loss_and_gradient_are_autograds(layout, dtype):
+    """The one-pass content loss gives autograd's value and gradient, in the features' dtype and layout."""
+    generator = torch.Generator().manual_seed(0)
+    features = torch.randn(1, 8, 5, 6, generator=generator).to(dtype).contiguous(memory_format=layout)
+    target = torch.randn(1, 8, 5, 6, generator=generator).contiguous(memory_format=layout)
+    ours, ref = features.clone().requires_grad_(True), features.clone().requires_grad_(True)
+    loss = content_loss(ours, target)
+    (3 * loss).backward()
+    ref_loss = 0.5 * (ref.float() - target).pow(2).sum()
+    (3 * ref_loss).backward()
+    assert loss.dtype == torch.float32 and loss.item() == pytest.approx(ref_loss.item(), rel=1e-6)
+    assert ours.grad.dtype == dtype and torch.allclose(ours.grad.float(), ref.grad.float(), rtol=1e-6, atol=0)
+
+
 def test_gram_and_style_layer_loss_hand_computed():
     # N = 2 filters, M = 2 positions
     f = torch.tensor([[[[1.0, 2.0]], [[0.0, 1.0]]]])

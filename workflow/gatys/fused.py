@@ -6,7 +6,8 @@ machine run at DRAM speed: the ReLU, its backward, the 2 x 2 pool's backward and
 each style layer's gradient with the next convolution's (README, Performance). Autograd runs
 each as a pass of its own. This module computes the same gradient with fewer passes:
 
-* forward: each convolution and its ReLU are one oneDNN call (a ReLU post-op);
+* forward: each convolution and its ReLU are one oneDNN call (a ReLU post-op), the first one
+  reading the image as ``backbone.InputConv`` does (to 16 bits in reduced precision);
 * backward of a convolution: a convolution of the gradient with the flipped, transposed
   kernel (what oneDNN's backward-data computes, bit for bit), with the loss gradient of its
   input layer added inside the same call (a binary post-op) instead of in a pass of its own;

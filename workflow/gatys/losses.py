@@ -40,6 +40,29 @@ class _GramMinus(torch.autograd.Function):
         return rows @ ((grad + grad.T) / rows.shape[0]).to(rows.dtype), None
 
 
+class _HalfSquaredDistance(torch.autograd.Function):
+    """½ Σ (F − P)² in the target's precision, from one saved difference; backward is that difference.
+
+    The same number as autograd's expression, which keeps the promoted features, the
+    difference and its square, and runs a pass for each and as many back: at 512 px in bf16
+    (relu4_2, 512 x 48 x 64) it took 3.5 ms against 2.1 ms this way (a scratch timing).
+    """
+
+    @staticmethod
+    def forward(ctx, features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        diff = features.to(target.dtype) - target
+        ctx.save_for_backward(diff)
+        ctx.features_dtype = features.dtype
+        flat = diff.permute(0, 2, 3, 1) if diff.dim() == 4 and diff.is_contiguous(memory_format=torch.channels_last) else diff
+        flat = flat.reshape(-1)  # a view in either layout
+        return 0.5 * torch.dot(flat, flat)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (diff,) = ctx.saved_tensors
+        return (diff * grad).to(ctx.features_dtype), None
+
+
 def _rows(features: torch.Tensor) -> torch.Tensor:
     """(1, N, H, W) features as positions x filters, a view in either memory layout."""
     n = features.shape[1]
@@ -63,8 +86,8 @@ def gram_minus(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def content_loss(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """L_content = ½ Σ (F − P)² (eq. 1)."""
-    return 0.5 * (features - target).pow(2).sum()
+    """L_content = ½ Σ (F − P)² (eq. 1), in the target's precision."""
+    return _HalfSquaredDistance.apply(features, target)
 
 
 def style_layer_loss(gram_m: torch.Tensor, target_gram_m: torch.Tensor) -> torch.Tensor:
