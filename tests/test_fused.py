@@ -14,6 +14,7 @@ from gatys.losses import gram
 PAPER_LAYERS = ["conv4_2", "conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"]
 # relu1_2 feeds a pool and pool2 a convolution: the branches that add a loss gradient there
 ODD_LAYERS = ["relu1_2", "pool2", "conv3_1"]
+POOL_LAST = ["conv1_1", "pool2"]  # the deepest layer read is a pool: its gradient starts the backward
 
 
 def _loss(feats: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -36,7 +37,7 @@ def photo(content_path) -> torch.Tensor:
     return to_tensor(resize_long_side(load_image(content_path), 61))  # odd sizes: pools drop rows
 
 
-@pytest.mark.parametrize("layers", [PAPER_LAYERS, ODD_LAYERS])
+@pytest.mark.parametrize("layers", [PAPER_LAYERS, ODD_LAYERS, POOL_LAST])
 def test_fp32_features_and_gradient_are_autograds(caffe_weights, photo, layers, monkeypatch):
     network = VGGFeatures(caffe_weights, layers).use_channels_last()
     feats, grad = _run(network, photo, True, monkeypatch)

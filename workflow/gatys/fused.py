@@ -68,12 +68,15 @@ def compute_dtype(weight: torch.Tensor, device_type: str = "cpu") -> torch.dtype
     return weight.dtype
 
 
-def _flipped(network: nn.Module, idx: int, conv: nn.Conv2d, dtype: torch.dtype) -> torch.Tensor:
-    """The kernel of conv ``idx``'s backward as a forward convolution, cached until the weights change."""
+def _flipped(network: nn.Module, idx: int, conv: nn.Conv2d, dtype: torch.dtype, scale: float = 1.0) -> torch.Tensor:
+    """The kernel of conv ``idx``'s backward as a forward convolution, times ``scale``, cached until the weights change.
+
+    The scale is a pool's 1/4 (a power of two: the same numbers as scaling the result).
+    """
     cache = network.backward_kernels
-    key = (conv.weight.data_ptr(), conv.weight._version, dtype)
+    key = (conv.weight.data_ptr(), conv.weight._version, dtype, scale)
     if cache.get(idx, (None,))[0] != key:
-        kernel = conv.weight.detach().to(dtype).transpose(0, 1).flip(2, 3)
+        kernel = conv.weight.detach().to(dtype).transpose(0, 1).flip(2, 3) * scale
         cache[idx] = (key, kernel.contiguous(memory_format=torch.channels_last))
     return cache[idx][1]
 
@@ -155,20 +158,26 @@ class _Trunk(torch.autograd.Function):
             return None, None, None
         i = max(incoming)  # layers after the deepest one a loss reads pass no gradient back
         g = incoming[i]
+        if kinds[i] == "pool":  # elsewhere the pool's 1/4 is in the kernel of the convolution after it
+            g = g.mul(0.25)
         while i >= 0:
             if kinds[i] == "pool":
                 before = i - 1  # the ReLU the pool reads
                 if before in incoming:  # that ReLU is also tapped: spread, add its loss gradient, mask
-                    spread = spread_pooled(g.mul(0.25), relu_out[before].shape).add_(incoming[before])
+                    spread = spread_pooled(g, relu_out[before].shape).add_(incoming[before])
                     pre = torch.ops.aten.threshold_backward(spread, relu_out[before], 0)
                 else:
-                    pre = _mask_pooled(g.mul(0.25), relu_out[before])
+                    pre = _mask_pooled(g, relu_out[before])
                 conv_idx = i - 2
             else:  # a ReLU (the convolution's output)
                 pre = torch.ops.aten.threshold_backward(g, relu_out[i], 0)
                 conv_idx = i - 1
-            kernel = _flipped(ctx.network, conv_idx, modules[conv_idx], dtype)
+            after_pool = conv_idx > 0 and kinds[conv_idx - 1] == "pool"  # its gradient is spread at 1/4
+            scale = 0.25 if after_pool else 1.0
+            kernel = _flipped(ctx.network, conv_idx, modules[conv_idx], dtype, scale)
             source = incoming.get(conv_idx - 1)  # the loss gradient of the convolution's input
+            if source is not None and after_pool:
+                source = source.mul(scale)
             if source is None:
                 g = F.conv2d(pre, kernel, None, padding=1)
             else:
