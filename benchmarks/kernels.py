@@ -78,7 +78,7 @@ def lbfgs_direction(reps: int, n: int, pairs: int = 100) -> list[dict]:
     for _ in range(pairs):  # stored as a run stores them (s . y > 0: y is s plus a little noise)
         s = torch.randn(n, generator=generator)
         y = s + 0.1 * torch.randn(n, generator=generator)
-        optimizer._remember(s, y, float(y.dot(s)), optimizer._products(torch.stack([s, y])))
+        optimizer._remember(s, y, float(y.dot(s)), optimizer._products(y))
     steps = [optimizer._pairs[i, 0] for i in range(pairs)]
     changes = [optimizer._pairs[i, 1] for i in range(pairs)]
     rho = [1.0 / float(y.dot(s)) for s, y in zip(steps, changes)]
@@ -95,8 +95,8 @@ def lbfgs_direction(reps: int, n: int, pairs: int = 100) -> list[dict]:
             r.add_(steps[i], alpha=alpha[i] - beta)
         return r
 
-    def compact():  # as CompactLBFGS.step: the products with [g; y], then the direction
-        return optimizer._direction(g, optimizer._products(torch.stack([g, y]))[:, :, 0])
+    def compact():  # as CompactLBFGS.step: the products with y (g's follow from them), then the direction
+        return optimizer._direction(g, optimizer._g_products + optimizer._products(y))
 
     shape = f"{pairs} pairs x {n}"
     return [

@@ -288,9 +288,8 @@ class InputConv(nn.Conv2d):
     pixel range, so the network would not see the pixel changes of late L-BFGS steps, which
     are smaller. Here the image enters as two bf16 parts, its rounding and the rounding of
     the rest (hi + lo, 16 significant bits), read as six channels by the kernel taken twice:
-    one convolution with fp32 sums, about 1 ms more per evaluation at 512 px. In scratch runs
-    at 256 px (Tübingen with four paintings) bf16 then passed the fp32 baseline's loss 16-20
-    evaluations sooner with three of them and 16 later with one (README, Performance).
+    one convolution with fp32 sums, about 1 ms more per evaluation at 512 px. What it does to
+    the number of evaluations is within the spread of bf16 runs (README, Performance).
     """
 
     def operands(self, x: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
