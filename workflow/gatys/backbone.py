@@ -296,10 +296,8 @@ class InputConv(nn.Conv2d):
         """The input, kernel and bias this convolution runs in ``dtype`` for the full-precision image ``x``."""
         hi = x.to(dtype)
         lo = (x - hi.to(x.dtype)).to(dtype)
-        layout = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
-        image = torch.cat([hi, lo], dim=1).contiguous(memory_format=layout)
-        layout = torch.channels_last if self.weight.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
-        kernel = torch.cat([self.weight, self.weight], dim=1).to(dtype).contiguous(memory_format=layout)
+        image = torch.cat([hi, lo], dim=1).contiguous(memory_format=fused.layout_of(x))
+        kernel = torch.cat([self.weight, self.weight], dim=1).to(dtype).contiguous(memory_format=fused.layout_of(self.weight))
         return image, kernel, None if self.bias is None else self.bias.to(dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

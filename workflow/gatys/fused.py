@@ -81,6 +81,11 @@ def _flipped(network: nn.Module, idx: int, conv: nn.Conv2d, dtype: torch.dtype, 
     return cache[idx][1]
 
 
+def layout_of(tensor: torch.Tensor) -> torch.memory_format:
+    """The memory format ``tensor`` is laid out in: channels-last or the default."""
+    return torch.channels_last if tensor.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+
+
 def spread_pooled(grad: torch.Tensor, shape: torch.Size) -> torch.Tensor:
     """Each gradient of a 2 x 2 pool's output over its window, as a ``shape`` tensor in ``grad``'s layout.
 
@@ -90,8 +95,7 @@ def spread_pooled(grad: torch.Tensor, shape: torch.Size) -> torch.Tensor:
     spread = F.interpolate(grad, scale_factor=2, mode="nearest")
     if spread.shape == shape:
         return spread
-    layout = torch.channels_last if spread.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
-    full = spread.new_zeros(shape).contiguous(memory_format=layout)
+    full = spread.new_zeros(shape).contiguous(memory_format=layout_of(spread))
     full[..., : spread.shape[-2], : spread.shape[-1]] = spread
     return full
 
