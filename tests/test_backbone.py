@@ -85,6 +85,19 @@ def test_bf16_copy_of_the_network_computes_what_autocast_computes(caffe_weights)
     assert torch.equal(grad_a, grad_b)
 
 
+def test_a_network_that_has_run_can_be_copied(caffe_weights):
+    """After an evaluation holds oneDNN kernels (gatys.fused), the bf16 copy is made and runs."""
+    model = VGGFeatures(caffe_weights, ["conv1_1", "conv2_1"]).use_channels_last()
+    x = torch.rand(1, 3, 20, 24, requires_grad=True)
+    model(x)["conv2_1"].sum().backward()
+    assert model.kernels
+    twin = model.with_convolutions_in(torch.bfloat16)
+    assert model.kernels and not twin.kernels
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        twin(x)["conv2_1"].float().sum().backward()
+    assert twin.kernels
+
+
 def test_caffe_preprocessing_is_bgr_minus_mean():
     pre = backbone.Preprocess("caffe")
     x = torch.tensor([0.1, 0.5, 0.9]).view(1, 3, 1, 1)

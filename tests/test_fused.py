@@ -100,6 +100,25 @@ def test_changed_weights_are_used(caffe_weights, photo, monkeypatch):
     assert (grad - ref_grad).norm() <= 1e-5 * ref_grad.norm()
 
 
+def test_kernels_are_packed_once_per_input_shape(caffe_weights, photo, monkeypatch):
+    """oneDNN's kernel layout is made at the first evaluation of a shape, reused after, and redone for a new shape."""
+    network = VGGFeatures(caffe_weights, PAPER_LAYERS).use_channels_last()
+    packed, pack = [], fused._onednn_layout
+    monkeypatch.setattr(fused, "_onednn_layout", lambda kernel, shape: packed.append(tuple(shape)) or pack(kernel, shape))
+    smaller = photo[..., :-8, :-6]  # another shape
+    counts = []
+    for image in (photo, photo, smaller):
+        x = image.clone().requires_grad_(True)
+        _loss(network(x)).backward()
+        counts.append(len(packed))
+    monkeypatch.undo()
+    convs = len(fused._convs(network))
+    assert counts[0] == counts[1] == 2 * convs  # each convolution forward and backward (to the image too), once
+    assert counts[2] > counts[1]  # again where the input's shape changed (deep layers may not)
+    ref_grad = _run(network, smaller, False, monkeypatch)[1]
+    assert (x.grad - ref_grad).norm() <= 1e-5 * ref_grad.norm()
+
+
 @pytest.mark.parametrize("use_fused", [True, False])
 def test_bf16_network_reads_the_image_to_16_bits(caffe_weights, photo, use_fused, monkeypatch):
     """bf16 conv1_1 features are those of the unrounded image (backbone.InputConv), on both paths.

@@ -292,13 +292,21 @@ class InputConv(nn.Conv2d):
     the number of evaluations is within the spread of bf16 runs (README, Performance).
     """
 
-    def operands(self, x: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """The input, kernel and bias this convolution runs in ``dtype`` for the full-precision image ``x``."""
+    @staticmethod
+    def split(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """The full-precision image ``x`` as the six ``dtype`` channels this convolution reads: hi, then lo."""
         hi = x.to(dtype)
         lo = (x - hi.to(x.dtype)).to(dtype)
-        image = torch.cat([hi, lo], dim=1).contiguous(memory_format=fused.layout_of(x))
-        kernel = torch.cat([self.weight, self.weight], dim=1).to(dtype).contiguous(memory_format=fused.layout_of(self.weight))
-        return image, kernel, None if self.bias is None else self.bias.to(dtype)
+        return torch.cat([hi, lo], dim=1).contiguous(memory_format=fused.layout_of(x))
+
+    def doubled_kernel(self, dtype: torch.dtype) -> torch.Tensor:
+        """The kernel for :meth:`split`'s six channels: the weights taken twice, in ``dtype``."""
+        kernel = torch.cat([self.weight, self.weight], dim=1).to(dtype)
+        return kernel.contiguous(memory_format=fused.layout_of(self.weight))
+
+    def operands(self, x: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """The input, kernel and bias this convolution runs in ``dtype`` for the full-precision image ``x``."""
+        return self.split(x, dtype), self.doubled_kernel(dtype), None if self.bias is None else self.bias.to(dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         dtype = fused.compute_dtype(self.weight, x.device.type)
@@ -350,7 +358,7 @@ class VGGFeatures(nn.Module):
         self.eval()
         self.channels_last = False
         self.fuse = True  # gradients through gatys.fused where it applies (False: autograd, for comparison)
-        self.backward_kernels: dict = {}  # gatys.fused's flipped kernels, per conv index
+        self.kernels: dict = {}  # gatys.fused's kernels in oneDNN's layout, per convolution and direction
 
     def use_channels_last(self) -> "VGGFeatures":
         """NHWC activations: the layout oneDNN (CPU) and cuDNN run bf16 convolutions fastest in."""
@@ -360,7 +368,11 @@ class VGGFeatures(nn.Module):
 
     def with_convolutions_in(self, dtype: torch.dtype) -> "VGGFeatures":
         """A copy whose convolution weights and biases are stored in ``dtype``; the preprocessing stays fp32."""
-        twin = copy.deepcopy(self)
+        kernels, self.kernels = self.kernels, {}  # oneDNN's opaque tensors cannot be copied; the twin packs its own
+        try:
+            twin = copy.deepcopy(self)
+        finally:
+            self.kernels = kernels
         for module in twin.net:
             if isinstance(module, nn.Conv2d):
                 module.to(dtype)
