@@ -110,3 +110,59 @@ def test_the_engine_uses_it():
     optimizer = lbfgs([x], evaluations=10, history=4)
     assert isinstance(optimizer, CompactLBFGS)
     assert optimizer.param_groups[0]["history_size"] == 4 and optimizer.param_groups[0]["max_eval"] == 10
+
+
+
+def _separable(n: int, seed: int = 0):
+    """A smooth non-quadratic function of n variables, cheap for large n (an image has 590,000 at 512 px)."""
+    generator = torch.Generator().manual_seed(seed)
+    a = torch.rand(n, generator=generator, dtype=torch.float64) + 0.5
+    b = torch.randn(n, generator=generator, dtype=torch.float64)
+    return lambda x: (0.5 * a * x**2 - b * x + 0.25 * x**4 + torch.cos(3 * x)).sum() + 2 * n
+
+
+def _first_iteration(scale: float, first_decrease: float, iterations: int = 1, n: int = 40):
+    """The points and losses of one CompactLBFGS.step on a test function of n variables times ``scale``."""
+    f = _problem() if n == 40 else _separable(n)
+    x = torch.zeros(n, dtype=torch.float64, requires_grad=True)
+    optimizer = CompactLBFGS(
+        [x], max_iter=iterations, max_eval=100, tolerance_grad=0, tolerance_change=0, first_decrease=first_decrease
+    )
+    points, losses = [], []
+
+    def closure():
+        optimizer.zero_grad()
+        value = scale * f(x)
+        value.backward()
+        points.append(x.detach().clone())
+        losses.append(value.item())
+        return value
+
+    optimizer.step(closure)
+    return points, losses
+
+
+def test_first_step_predicts_a_fraction_of_the_loss():
+    """first_decrease = f: the first trial step is f·|loss| / ‖g‖² along −g; torch's (f = 0) is min(1, 1/‖g‖₁)."""
+    f = _problem()
+    x = torch.zeros(40, dtype=torch.float64, requires_grad=True)
+    loss = f(x)
+    (g,) = torch.autograd.grad(loss, x)
+    for scale in (1.0, 1e10):
+        points, _ = _first_iteration(scale, 0.1)
+        expected = -(0.1 * scale * loss.item() / (scale**2 * g.dot(g).item())) * (scale * g)
+        assert torch.allclose(points[1], expected, rtol=1e-9)
+        torch_points, _ = _first_iteration(scale, 0.0)
+        assert torch.allclose(torch_points[1], -min(1.0, 1.0 / (scale * g.abs().sum().item())) * scale * g, rtol=1e-9)
+
+
+def test_first_step_saves_evaluations_on_many_variables_at_any_loss_scale():
+    """torch's first step, g/‖g‖₁, shrinks with the number of variables; one from the loss does not."""
+    n = 200_000
+    _, torch_losses = _first_iteration(1e10, 0.0, n=n)
+    _, losses = _first_iteration(1e10, 0.1, n=n)
+    assert len(losses) < len(torch_losses)  # evaluations in the first iteration
+    assert losses[-1] < torch_losses[-1]
+    _, small = _first_iteration(1.0, 0.1, iterations=10, n=n)
+    _, large = _first_iteration(1e10, 0.1, iterations=10, n=n)
+    assert len(small) == len(large) and [v * 1e10 for v in small] == pytest.approx(large, rel=1e-8)

@@ -73,6 +73,8 @@ def _add_settings(p) -> None:
     p.add_argument("--precision", choices=PRECISIONS, default=d.precision,
                    help="auto: bf16 on CPUs with native bf16 and CUDA GPUs, else fp32 (%(default)s)")  # fmt: skip
     p.add_argument("--history", type=int, default=d.history, help="L-BFGS correction pairs (%(default)s)")
+    p.add_argument("--first-decrease", type=float, default=d.first_decrease,
+                   help="L-BFGS's first trial step: the loss decrease it predicts, as a fraction; 0: torch's step (%(default)s)")  # fmt: skip
     p.add_argument("--compile", choices=COMPILE, default=d.compile,
                    help="torch.compile the network; auto: where a compiler is found (%(default)s)")  # fmt: skip
     p.add_argument("--seed", type=int, default=d.seed)
@@ -102,7 +104,7 @@ SETTING_ARGS = [
     "size", "steps", "content_weight", "style_weight", "tv_weight", "content_layers", "style_layers",
     "style_layer_weights", "optimizer", "learning_rate", "init", "pooling", "features", "backbone",
     "backbone_sha256", "normalize", "calibration", "scales", "style_scale", "preserve_color",
-    "style_blend", "tolerance", "window", "precision", "history", "compile", "seed", "device",
+    "style_blend", "tolerance", "window", "precision", "history", "first_decrease", "compile", "seed", "device",
 ]  # fmt: skip
 
 

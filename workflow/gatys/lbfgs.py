@@ -38,10 +38,12 @@ class CompactLBFGS(torch.optim.Optimizer):
         tolerance_grad: float = 1e-7,
         tolerance_change: float = 1e-9,
         history_size: int = 100,
+        first_decrease: float = 0.0,
     ):
         defaults = dict(
             lr=lr, max_iter=max_iter, max_eval=max_eval if max_eval is not None else max_iter * 5 // 4,
             tolerance_grad=tolerance_grad, tolerance_change=tolerance_change, history_size=history_size,
+            first_decrease=first_decrease,
         )  # fmt: skip
         super().__init__(params, defaults)
         if len(self.param_groups) != 1:
@@ -142,6 +144,23 @@ class CompactLBFGS(torch.optim.Optimizer):
         combination = coefficients[: rows.shape[0] // 2].reshape(-1).to(g.dtype).to(g.device) @ rows
         return combination.add_(g, alpha=-gamma)
 
+    def _first_step(self, loss: float, g: torch.Tensor) -> float:
+        """The first line search's trial step along −g.
+
+        torch's, min(1, 1/‖g‖₁), moves the parameters by g/‖g‖₁, which shrinks as their number
+        grows: for an image's hundreds of thousands of pixels the line search spends several
+        evaluations growing it (5 at 512 px on each of the paper's paintings). With
+        ``first_decrease`` = f > 0 the trial step is the one whose linear model predicts a
+        decrease of f × |loss|: t = f |loss| / ‖g‖², whatever the loss's scale or the number of
+        parameters.
+        """
+        f = self.param_groups[0]["first_decrease"]
+        if f > 0:
+            gg = float(g.dot(g))
+            if gg > 0 and abs(loss) > 0:
+                return f * abs(loss) / gg
+        return min(1.0, 1.0 / float(g.abs().sum()))
+
     # --- the step --------------------------------------------------------------------
     @torch.no_grad()
     def step(self, closure):
@@ -182,7 +201,7 @@ class CompactLBFGS(torch.optim.Optimizer):
                 self._g_products = g_products
             prev_grad = flat_grad.clone()
             prev_loss = loss
-            t = min(1.0, 1.0 / float(flat_grad.abs().sum())) * lr if state["n_iter"] == 1 else lr
+            t = self._first_step(loss, flat_grad) * lr if state["n_iter"] == 1 else lr
             gtd = float(flat_grad.dot(d))
             if gtd > -tolerance_change:
                 break

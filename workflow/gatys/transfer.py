@@ -66,6 +66,7 @@ class Settings:
     backbone_sha256: str | None = None
     precision: str = "auto"  # bf16 autocast where the hardware runs it fast, else fp32
     history: int = 100  # L-BFGS: correction pairs kept
+    first_decrease: float = 0.1  # L-BFGS's first trial step: the decrease it predicts, as a fraction of the loss; 0: torch's
     compile: str = "off"  # torch.compile the network: on, off, auto (on where it can compile)
     device: str = "auto"
 
@@ -91,7 +92,7 @@ class Settings:
         for key in ("size", "steps", "scales", "window", "history"):
             if int(getattr(self, key)) < 1:
                 raise ValueError(f"{key}: must be a positive integer, got {getattr(self, key)!r}")
-        for key in ("content_weight", "style_weight", "tv_weight", "tolerance"):
+        for key in ("content_weight", "style_weight", "tv_weight", "tolerance", "first_decrease"):
             if not (getattr(self, key) >= 0 and math.isfinite(getattr(self, key))):
                 raise ValueError(f"{key}: must be a finite number >= 0, got {getattr(self, key)!r}")
         if self.style_weight == 0:
@@ -179,14 +180,15 @@ def pick_compile(name: str, device: torch.device) -> bool:
     return name == "on" or (name == "auto" and can_compile(device))
 
 
-def lbfgs(params: list[torch.Tensor], evaluations: int, history: int) -> CompactLBFGS:
+def lbfgs(params: list[torch.Tensor], evaluations: int, history: int, first_decrease: float = 0.0) -> CompactLBFGS:
     """L-BFGS as every run uses it: unit steps with a strong-Wolfe line search, stopped only by the evaluation budget.
 
-    torch.optim.LBFGS's iterates, with the history applied in two passes (`gatys.lbfgs`).
+    torch.optim.LBFGS's iterates, with the history applied in two passes (`gatys.lbfgs`);
+    ``first_decrease`` > 0 replaces torch's first trial step (see ``CompactLBFGS._first_step``).
     """
     return CompactLBFGS(
         params, lr=1, max_iter=evaluations, max_eval=evaluations, tolerance_grad=0, tolerance_change=0,
-        history_size=history,
+        history_size=history, first_decrease=first_decrease,
     )  # fmt: skip
 
 
@@ -443,7 +445,7 @@ class StyleTransfer:
             return total
 
         if s.optimizer == "lbfgs":
-            optimizer = lbfgs([image], s.steps, s.history)
+            optimizer = lbfgs([image], s.steps, s.history, s.first_decrease)
         else:
             optimizer = torch.optim.Adam([image], lr=s.learning_rate)
         try:
