@@ -358,7 +358,7 @@ class VGGFeatures(nn.Module):
         self.eval()
         self.channels_last = False
         self.fuse = True  # gradients through gatys.fused where it applies (False: autograd, for comparison)
-        self.kernels: dict = {}  # gatys.fused's kernels in oneDNN's layout, per convolution and direction
+        self.kernels = fused.KernelCache()  # gatys.fused's kernels in oneDNN's layout, per convolution and direction
 
     def use_channels_last(self) -> "VGGFeatures":
         """NHWC activations: the layout oneDNN (CPU) and cuDNN run bf16 convolutions fastest in."""
@@ -368,11 +368,7 @@ class VGGFeatures(nn.Module):
 
     def with_convolutions_in(self, dtype: torch.dtype) -> "VGGFeatures":
         """A copy whose convolution weights and biases are stored in ``dtype``; the preprocessing stays fp32."""
-        kernels, self.kernels = self.kernels, {}  # oneDNN's opaque tensors cannot be copied; the twin packs its own
-        try:
-            twin = copy.deepcopy(self)
-        finally:
-            self.kernels = kernels
+        twin = copy.deepcopy(self)  # with an empty fused.KernelCache: the twin packs its own kernels
         for module in twin.net:
             if isinstance(module, nn.Conv2d):
                 module.to(dtype)

@@ -71,6 +71,17 @@ def compute_dtype(weight: torch.Tensor, device_type: str = "cpu") -> torch.dtype
     return weight.dtype
 
 
+class KernelCache(dict):
+    """:func:`_packed`'s kernels per slot, kept on the network (``VGGFeatures.kernels``).
+
+    oneDNN's opaque tensors cannot be copied, so a copy of the network (``copy.deepcopy``, as
+    ``VGGFeatures.with_convolutions_in`` makes) starts with an empty cache and packs its own.
+    """
+
+    def __deepcopy__(self, memo) -> "KernelCache":
+        return type(self)()
+
+
 def _packed(network: nn.Module, slot: tuple, conv: nn.Conv2d, dtype: torch.dtype, shape: torch.Size, make) -> torch.Tensor:
     """The kernel ``make()`` builds from ``conv``'s weights, in oneDNN's layout for inputs of ``shape``.
 
