@@ -112,7 +112,6 @@ def test_the_engine_uses_it():
     assert optimizer.param_groups[0]["history_size"] == 4 and optimizer.param_groups[0]["max_eval"] == 10
 
 
-
 def _separable(n: int, seed: int = 0):
     """A smooth non-quadratic function of n variables, cheap for large n (an image has 590,000 at 512 px)."""
     generator = torch.Generator().manual_seed(seed)
@@ -123,7 +122,7 @@ def _separable(n: int, seed: int = 0):
 
 def _first_iteration(scale: float, first_decrease: float, iterations: int = 1, n: int = 40):
     """The points and losses of one CompactLBFGS.step on a test function of n variables times ``scale``."""
-    f = _problem() if n == 40 else _separable(n)
+    f = _separable(n)
     x = torch.zeros(n, dtype=torch.float64, requires_grad=True)
     optimizer = CompactLBFGS(
         [x], max_iter=iterations, max_eval=100, tolerance_grad=0, tolerance_change=0, first_decrease=first_decrease
@@ -144,7 +143,7 @@ def _first_iteration(scale: float, first_decrease: float, iterations: int = 1, n
 
 def test_first_step_predicts_a_fraction_of_the_loss():
     """first_decrease = f: the first trial step is f·|loss| / ‖g‖² along −g; torch's (f = 0) is min(1, 1/‖g‖₁)."""
-    f = _problem()
+    f = _separable(40)
     x = torch.zeros(40, dtype=torch.float64, requires_grad=True)
     loss = f(x)
     (g,) = torch.autograd.grad(loss, x)
