@@ -4,7 +4,7 @@
 # Throughput (s/eval, GFLOP/s, fraction of the matmul peak, peak memory) at 512 and 1024 px in
 # fp32 and bf16, in both memory layouts and compiled; then time to quality at 512 and 1024 px
 # (the paper's recipe in fp32 against the defaults, the defaults forced to fp32, and the
-# defaults compiled, its first compile included).
+# defaults compiled, its first compile included), one run after the other so that peak memory is per run.
 # Needs torch with CUDA and the gatys package's dependencies; the images default to the paper's
 # pair beside the checkout and fall back to the bundled data (GATYS_CONTENT / GATYS_STYLE to
 # choose); the backbone defaults to the bundled caffe weights (GATYS_BACKBONE=FILE for a
@@ -26,6 +26,6 @@ for layout in nhwc nchw; do
         --out "$out/throughput_$layout.csv"
 done
 "$python" benchmarks/throughput.py "${inputs[@]}" --sizes 512 1024 --compile --out "$out/throughput_compiled.csv"
-"$python" benchmarks/time_to_quality.py "${inputs[@]}" --sizes 512 1024 --variant fp32:precision=fp32 \
+"$python" benchmarks/time_to_quality.py "${inputs[@]}" --sizes 512 1024 --sequential --variant fp32:precision=fp32 \
     --variant compiled:compile=on --out "$out" --tag time_to_quality
 echo "results in $out"
