@@ -7,7 +7,7 @@ in the same run, so a busy machine lowers both.
 
 Evaluations and matrix products are timed in turns, a fraction of a second each, so each
 evaluation is compared with the machine's speed at that moment: on a shared machine it swings
-by 2 x within minutes (README, Performance). ``fraction_of_peak`` is the median over the turns
+by 2 x within seconds (README, Performance). ``fraction_of_peak`` is the median over the turns
 of the evaluation's GFLOP/s over the product's; ``fraction_of_best_peak`` compares the median
 evaluation with the best product of the whole run instead, the harsher measure.
 

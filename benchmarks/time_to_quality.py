@@ -7,7 +7,7 @@ best image so far is snapshotted during its final scale, so the report says when
 reached the baseline's final loss, and the wall-time ratio to the baseline.
 
 The runs of one size take turns, one evaluation each (`Turns`), and each run's time is the
-sum of its own turns: on a shared machine whose speed swings within minutes, runs timed one
+sum of its own turns: on a shared machine whose speed swings within seconds, runs timed one
 after the other compare the machine's phases as much as the code (README, Performance).
 `--sequential` times them one after the other instead (the only way before this option).
 
