@@ -33,19 +33,21 @@ from gatys.transfer import Settings, StyleTransfer, pick_device
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
-def timed(fn, device: torch.device, min_reps: int, min_seconds: float) -> tuple[float, float]:
-    """Median seconds of one call after a warm-up call, and the warm-up call's seconds."""
+def seconds_of(fn, device: torch.device) -> float:
+    """Seconds of one call of ``fn``, the device's queued work included."""
     start = time.perf_counter()
     fn()
     sync(device)
-    first = time.perf_counter() - start
+    return time.perf_counter() - start
+
+
+def timed(fn, device: torch.device, min_reps: int, min_seconds: float) -> float:
+    """Median seconds of one call after a warm-up call."""
+    seconds_of(fn, device)
     times = []
     while len(times) < min_reps or sum(times) < min_seconds:
-        start = time.perf_counter()
-        fn()
-        sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), first
+        times.append(seconds_of(fn, device))
+    return statistics.median(times)
 
 
 def product(precision: str, device: torch.device, n: int):
@@ -60,7 +62,7 @@ def matmul_peak(precision: str, device: torch.device, sizes=(1024, 2048, 4096)) 
     best = (0.0, 0)
     for n in sizes:
         multiply, flops = product(precision, device, n)
-        seconds, _ = timed(multiply, device, min_reps=3, min_seconds=1.0)
+        seconds = timed(multiply, device, min_reps=3, min_seconds=1.0)
         best = max(best, (flops / seconds / 1e9, n))
     return best
 
@@ -72,14 +74,10 @@ def in_turns(evaluate, multiply, device: torch.device, min_reps: int, min_second
     """
 
     def mean_over_turn(fn) -> float:
-        calls, start = 0, time.perf_counter()
-        while True:
-            fn()
-            sync(device)
-            calls += 1
-            spent = time.perf_counter() - start
-            if spent >= turn_seconds:
-                return spent / calls
+        times = [seconds_of(fn, device)]
+        while sum(times) < turn_seconds:
+            times.append(seconds_of(fn, device))
+        return statistics.mean(times)
 
     pairs = []
     while len(pairs) < min_reps or sum(e for e, _ in pairs) < min_seconds:
@@ -87,7 +85,8 @@ def in_turns(evaluate, multiply, device: torch.device, min_reps: int, min_second
     return pairs
 
 
-def evaluation_speed(size: int, precision: str, args, content, style, multiply, multiply_flops: int) -> dict:
+def evaluation_speed(size: int, precision: str, args, content, style, multiply, multiply_flops: int) -> tuple[dict, float]:
+    """The CSV row of one size, and the best GFLOP/s of the product in its turns."""
     compile_mode = "on" if args.compile else "off"  # as the engine compiles: the evaluations' network
     settings = Settings(size=size, precision=precision, device=args.device, backbone=args.backbone, compile=compile_mode)
     transfer = StyleTransfer(settings)
@@ -104,10 +103,7 @@ def evaluation_speed(size: int, precision: str, args, content, style, multiply, 
 
     if transfer.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(transfer.device)
-    start = time.perf_counter()
-    one()  # compiling, if --compile
-    sync(transfer.device)
-    first = time.perf_counter() - start
+    first = seconds_of(one, transfer.device)  # compiling, if --compile
     pairs = in_turns(one, multiply, transfer.device, args.reps, args.min_seconds)
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt  # page faults: five more evaluations
     repeats = 5
@@ -125,11 +121,10 @@ def evaluation_speed(size: int, precision: str, args, content, style, multiply, 
         "gflops": round(flops / seconds / 1e9, 1), "page_faults_per_eval": round(faults), "turns": len(pairs),
         "matmul_gflops": round(statistics.median(multiply_flops / m / 1e9 for _, m in pairs), 1),
         "fraction_of_peak": round(statistics.median(flops * m / (e * multiply_flops) for e, m in pairs), 3),
-        "turn_peak": max(multiply_flops / m / 1e9 for _, m in pairs),  # for the best peak (not written)
     }  # fmt: skip
     if transfer.device.type == "cuda":
         row["peak_memory_mib"] = round(torch.cuda.max_memory_allocated(transfer.device) / 2**20)
-    return row
+    return row, max(multiply_flops / m / 1e9 for _, m in pairs)
 
 
 def main() -> None:
@@ -156,10 +151,10 @@ def main() -> None:
         measured = [
             evaluation_speed(size, precision, args, content, style, multiply, multiply_flops) for size in args.sizes
         ]
-        best = max(before, matmul_peak(precision, device, sizes=(n,))[0], *(r.pop("turn_peak") for r in measured))
+        best = max(before, matmul_peak(precision, device, sizes=(n,))[0], *(in_turns for _, in_turns in measured))
         best = round(best, 1)  # as written to the CSV, so its fraction column recomputes exactly
         print(f"{precision}: matmul peak {best:.0f} GFLOP/s at best ({n} x {n}; {before:.0f} before the evaluations)")
-        for row in measured:
+        for row, _ in measured:
             row.update(matmul_n=n, matmul_best_gflops=best, fraction_of_best_peak=round(row["gflops"] / best, 3))
             row.update(machine())
             rows.append(row)
