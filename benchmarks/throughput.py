@@ -151,7 +151,7 @@ def main() -> None:
         measured = [
             evaluation_speed(size, precision, args, content, style, multiply, multiply_flops) for size in args.sizes
         ]
-        best = max(before, matmul_peak(precision, device, sizes=(n,))[0], *(in_turns for _, in_turns in measured))
+        best = max(before, matmul_peak(precision, device, sizes=(n,))[0], *(turn_best for _, turn_best in measured))
         best = round(best, 1)  # as written to the CSV, so its fraction column recomputes exactly
         print(f"{precision}: matmul peak {best:.0f} GFLOP/s at best ({n} x {n}; {before:.0f} before the evaluations)")
         for row, _ in measured:
