@@ -92,12 +92,19 @@ def stylize_processes(workdir):
 
 
 def cpu_seconds(pid: int) -> float:
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    """CPU time (user + system) of a running process; fails the test if it has ended."""
+    try:
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        pytest.fail(f"stylize process {pid} ended before it could be killed: its run was too short")
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
 def test_killed_stylize_job_is_recomputed_alone(tmp_path):
-    config = dict(TINY_CONFIG, presets={"long": {"steps": 300}})  # about 12 s per run
+    # every evaluation, no early stop: about 10 s of optimization per run (1000 evaluations at
+    # 32 px on one thread took 10.4 and 10.6 s); with early stopping a 32 px run could stop
+    # after 140 evaluations and under 5 CPU seconds, start-up included, before the kill below
+    config = dict(TINY_CONFIG, presets={"long": {"steps": 1000, "tolerance": 0}})
     reference = make_gallery(tmp_path / "reference", config)
     run(reference)
     workdir = make_gallery(tmp_path / "killed", config)
