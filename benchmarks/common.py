@@ -1,10 +1,12 @@
-"""Shared by the benchmark scripts: the paper's image pair, CSV output, machine facts."""
+"""Shared by the benchmark scripts: the paper's image pair, CSV output, machine facts, timing."""
 
 from __future__ import annotations
 
 import os
 import platform
+import statistics
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -74,3 +76,20 @@ def write_csv(rows: list[dict], path: Path) -> pd.DataFrame:
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def seconds_of(fn, device: torch.device) -> float:
+    """Seconds of one call of ``fn``, the device's queued work included."""
+    start = time.perf_counter()
+    fn()
+    sync(device)
+    return time.perf_counter() - start
+
+
+def timed(fn, device: torch.device, min_reps: int, min_seconds: float = 0.0) -> float:
+    """Median seconds of one call after a warm-up call: at least ``min_reps`` calls and ``min_seconds``."""
+    seconds_of(fn, device)
+    times = []
+    while len(times) < min_reps or sum(times) < min_seconds:
+        times.append(seconds_of(fn, device))
+    return statistics.median(times)

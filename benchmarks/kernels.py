@@ -13,13 +13,11 @@
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from pathlib import Path
 
 import torch
 
-from common import RESULTS, add_inputs, load_inputs, machine, write_csv
+from common import RESULTS, add_inputs, load_inputs, machine, timed, write_csv
 
 from gatys import backbone, imaging
 from gatys.lbfgs import CompactLBFGS
@@ -27,13 +25,8 @@ from gatys.transfer import Settings, StyleTransfer
 
 
 def median_ms(fn, reps: int) -> float:
-    fn()
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return round(statistics.median(times) * 1e3, 3)
+    """Median milliseconds of ``reps`` calls on the CPU after a warm-up call."""
+    return round(timed(fn, torch.device("cpu"), min_reps=reps) * 1e3, 3)
 
 
 def pooling(reps: int, height: int, width: int) -> list[dict]:

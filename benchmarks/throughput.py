@@ -19,35 +19,17 @@ from __future__ import annotations
 import argparse
 import resource
 import statistics
-import time
 from pathlib import Path
 
 import torch
 
-from common import RESULTS, add_inputs, load_inputs, machine, sync, write_csv
+from common import RESULTS, add_inputs, load_inputs, machine, seconds_of, timed, write_csv
 
 from gatys import fused
 from gatys.flops import evaluation_flops
 from gatys.transfer import Settings, StyleTransfer, pick_device
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
-
-
-def seconds_of(fn, device: torch.device) -> float:
-    """Seconds of one call of ``fn``, the device's queued work included."""
-    start = time.perf_counter()
-    fn()
-    sync(device)
-    return time.perf_counter() - start
-
-
-def timed(fn, device: torch.device, min_reps: int, min_seconds: float) -> float:
-    """Median seconds of one call after a warm-up call."""
-    seconds_of(fn, device)
-    times = []
-    while len(times) < min_reps or sum(times) < min_seconds:
-        times.append(seconds_of(fn, device))
-    return statistics.median(times)
 
 
 def product(precision: str, device: torch.device, n: int):
